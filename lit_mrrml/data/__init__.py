@@ -1,0 +1,17 @@
+"""Ranked-unit data: reading, checking, tokenizing, batching and sampling."""
+
+from lit_mrrml.data.collate import RankedUnitCollator
+from lit_mrrml.data.datamodule import RubricDataModule
+from lit_mrrml.data.encode import EncodedUnit, encode_unit
+from lit_mrrml.data.units import BadRecordError, RankedUnit, parse_unit, read_units
+
+__all__ = [
+    "BadRecordError",
+    "EncodedUnit",
+    "RankedUnit",
+    "RankedUnitCollator",
+    "RubricDataModule",
+    "encode_unit",
+    "parse_unit",
+    "read_units",
+]

@@ -1,0 +1,184 @@
+"""RubricDataModule: ranked units checked against the rubric matrix, tokenized for the backbone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from lit_mrrml.data.collate import RankedUnitCollator
+from lit_mrrml.data.encode import EncodedUnit, encode_unit
+from lit_mrrml.data.sampler import CellBalancedSampler
+from lit_mrrml.data.units import OnBadRecord, RankedUnit, read_units
+from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test", "predict")
+
+
+class EncodedUnits(Dataset[EncodedUnit]):
+    """A list of encoded units as a map-style dataset."""
+
+    def __init__(self, units: list[EncodedUnit]) -> None:
+        self.units = units
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __getitem__(self, index: int) -> EncodedUnit:
+        return self.units[index]
+
+
+class RubricDataModule(L.LightningDataModule):
+    """Ranked units from JSONL files, split by prompt, tokenized with the backbone's chat template."""
+
+    def __init__(
+        self,
+        matrix: str,
+        train_files: list[str] | None = None,
+        val_files: list[str] | None = None,
+        test_files: list[str] | None = None,
+        predict_files: list[str] | None = None,
+        backbone: BackboneSpec | None = None,
+        max_length: int = 512,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_record: OnBadRecord = "fail",
+        balance_cells: bool = False,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            matrix: Path of the rubric matrix YAML that every unit is checked against.
+            train_files: Ranked-unit JSONL files for training.
+            val_files: Ranked-unit JSONL files for validation.
+            test_files: Ranked-unit JSONL files for testing.
+            predict_files: Ranked-unit JSONL files to score with ``predict`` (default: the test files).
+            backbone: The backbone whose tokenizer and chat template encode the units (linked
+                from ``model.backbone`` by the command line).
+            max_length: Longest sequence in tokens; longer units keep their responses and lose the
+                start of the prompt.
+            batch_size: Units per training batch (each unit holds K sequences).
+            eval_batch_size: Units per validation, test and predict batch (default: batch_size).
+            num_workers: DataLoader worker processes.
+            on_bad_record: ``fail`` stops at the first bad record; ``skip`` drops, counts and logs them.
+            balance_cells: Sample training units so that every (dimension, scenario, discipline) cell
+                is equally likely (with replacement).
+            shuffle: Shuffle the training units every epoch (when not cell-balanced).
+            seed: Seed of the cell-balanced sampler.
+        """
+        super().__init__()
+        if max_length < 8:
+            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
+        self.matrix_path = matrix
+        self.matrix = RubricMatrix.from_yaml(matrix)
+        self.files = {"train": train_files, "val": val_files, "test": test_files, "predict": predict_files}
+        self.backbone = backbone
+        self.max_length, self.batch_size = max_length, batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.on_bad_record = num_workers, on_bad_record
+        self.balance_cells, self.shuffle, self.seed = balance_cells, shuffle, seed
+        self.units: dict[str, list[RankedUnit]] = {}
+        self.datasets: dict[str, EncodedUnits] = {}
+        self.skipped: list[str] = []
+        self.collator: RankedUnitCollator | None = None
+
+    @property
+    def num_dimensions(self) -> int:
+        return len(self.matrix.dimensions)
+
+    @property
+    def dimension_names(self) -> list[str]:
+        return list(self.matrix.dimension_ids)
+
+    def read(self) -> dict[str, list[RankedUnit]]:
+        """Read and check every split's files once; refuses a prompt that appears in two splits."""
+        if self.units:
+            return self.units
+        seen: set[str] = set()
+        for split in ("train", "val", "test"):
+            paths = [Path(p) for p in self.files[split] or []]
+            units, skipped = read_units(paths, self.matrix, self.on_bad_record, seen)
+            self.units[split] = units
+            self.skipped += skipped
+        predict = self.files["predict"]
+        if predict is None:
+            self.units["predict"] = self.units["test"]
+        else:
+            self.units["predict"], skipped = read_units([Path(p) for p in predict], self.matrix, self.on_bad_record)
+            self.skipped += skipped
+        for message in self.skipped:
+            log.warning("skipped %s", message)
+        if self.skipped:
+            log.warning("skipped %d bad record(s) in all (on_bad_record: skip)", len(self.skipped))
+        check_prompt_splits(self.units)
+        return self.units
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self.backbone is None:
+            raise ValueError("RubricDataModule needs `backbone` to tokenize (the CLI links it from model.backbone)")
+        units = self.read()
+        tokenizer = load_tokenizer(self.backbone)
+        self.collator = RankedUnitCollator(int(tokenizer.pad_token_id))
+        for split in SPLITS:
+            encoded = [
+                encode_unit(
+                    unit,
+                    tokenizer,
+                    self.max_length,
+                    self.matrix.dimension_index(unit.dimension),
+                    self.matrix.scenario_index(unit.scenario),
+                )
+                for unit in units[split]
+            ]
+            truncated = sum(u.truncated for u in encoded)
+            if truncated:
+                log.warning(
+                    "%s: %d of %d units truncated to max_length=%d", split, truncated, len(encoded), self.max_length
+                )
+            self.datasets[split] = EncodedUnits(encoded)
+
+    def _loader(self, split: str, **kwargs: Any) -> DataLoader[Any]:
+        dataset = self.datasets.get(split)
+        if dataset is None or len(dataset) == 0:
+            raise ValueError(f"no {split} units: set data.{split}_files (and check skipped records)")
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        return DataLoader(
+            dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collator, **kwargs
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        if not self.balance_cells:
+            return self._loader("train", shuffle=self.shuffle)
+        cells = [(u.dimension, u.scenario, u.discipline) for u in self.units["train"]]
+        return self._loader("train", sampler=CellBalancedSampler(cells, seed=self.seed))
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        return self._loader("predict")
+
+
+def check_prompt_splits(units: dict[str, list[RankedUnit]]) -> None:
+    """Raise if one prompt has units in two of train, val and test (a leak from training to evaluation)."""
+    owner: dict[str, tuple[str, str]] = {}
+    for split in ("train", "val", "test"):
+        for unit in units.get(split, []):
+            first = owner.setdefault(unit.prompt_key, (split, unit.id))
+            if first[0] != split:
+                raise ValueError(
+                    f"prompt of unit '{unit.id}' ({split}) also appears in {first[0]} (unit '{first[1]}'): "
+                    "split ranked units by prompt so that no prompt is in two splits"
+                )

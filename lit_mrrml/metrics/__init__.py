@@ -1,0 +1,5 @@
+"""torchmetrics metrics."""
+
+from lit_mrrml.metrics.ranking import RankingMetrics
+
+__all__ = ["RankingMetrics"]

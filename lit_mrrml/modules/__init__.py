@@ -1,0 +1,5 @@
+"""LightningModules."""
+
+from lit_mrrml.modules.reward import RewardModel
+
+__all__ = ["RewardModel"]

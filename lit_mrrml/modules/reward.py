@@ -1,0 +1,319 @@
+"""RewardModel: a multi-dimensional reward model trained with GPRC, as a LightningModule.
+
+One forward pass of the backbone gives, for every sequence, the hidden state at its last token
+and at its prompt's last token (the anchor); the head turns them into rewards on every dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from lit_mrrml.aggregate import weighted_total
+from lit_mrrml.losses import GPRCLoss
+from lit_mrrml.losses.functional import response_mask
+from lit_mrrml.losses.statistics import unit_statistics
+from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.metrics.ranking import RankingMetrics
+from lit_mrrml.models.backbone import BackboneSpec, build_backbone
+from lit_mrrml.models.feature_cache import FeatureCache, backbone_fingerprint, sequence_key
+from lit_mrrml.models.head import HeadOutput, RewardHead
+from lit_mrrml.models.lora import LoraSpec, add_lora
+from lit_mrrml.models.sharding import shard_reward_model
+
+TrainingMode = Literal["frozen", "lora", "full"]
+
+
+class RewardModel(L.LightningModule):
+    """Scores every rubric dimension of a response in one forward pass."""
+
+    def __init__(
+        self,
+        backbone: BackboneSpec,
+        loss: GPRCLoss | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        training_mode: TrainingMode = "frozen",
+        lora: LoraSpec | None = None,
+        embedding_dim: int = 256,
+        head: Literal["linear", "mlp"] = "linear",
+        gradient_checkpointing: bool = False,
+        feature_cache_dir: str | None = None,
+        num_dimensions: int | None = None,
+        dimension_names: list[str] | None = None,
+        matrix: dict[str, Any] | None = None,
+    ) -> None:
+        """
+        Args:
+            backbone: Where the backbone comes from (hub id, folder, GGUF file or random-init config).
+            loss: The GPRC loss and its weights; alpha = beta = 0 is the plain ranking baseline.
+            optimizer: Optimizer factory, called with the trainable parameters.
+            lr_scheduler: Optional scheduler factory, stepped every optimizer step.
+            training_mode: ``frozen`` trains the head on cached backbone features; ``lora`` trains
+                LoRA adapters and the head; ``full`` trains everything.
+            lora: LoRA settings for ``training_mode: lora`` (defaults when omitted).
+            embedding_dim: Size d of the reward embedding z.
+            head: Projection head g: ``linear`` or a 2-layer ``mlp``.
+            gradient_checkpointing: Recompute backbone activations in backward to save memory.
+            feature_cache_dir: Folder for frozen features on disk, shared between runs of the same
+                backbone (default: in memory for this run only).
+            num_dimensions: Number of reward dimensions L (linked from the data's rubric matrix).
+            dimension_names: Names of the dimensions, in order (linked from the rubric matrix).
+            matrix: Snapshot of the rubric matrix (linked from the data): gives the scenario weights
+                of the total reward and travels with exported models.
+        """
+        super().__init__()
+        if isinstance(backbone, dict):  # from a checkpoint's hyperparameters (load_from_checkpoint)
+            backbone = BackboneSpec(**backbone)
+        if isinstance(lora, dict):
+            lora = LoraSpec(**lora)
+        self.save_hyperparameters(ignore=["loss", "optimizer", "lr_scheduler"])
+        # plain data only, so that checkpoints load with torch.load(weights_only=True)
+        self.hparams["backbone"] = dataclasses.asdict(backbone)
+        self.hparams["lora"] = dataclasses.asdict(lora) if lora is not None else None
+        if matrix is not None:
+            snapshot = RubricMatrix.from_dict(matrix, "model.matrix")
+            dimension_names = dimension_names or list(snapshot.dimension_ids)
+            weights = torch.tensor(snapshot.weight_matrix())  # (S, L)
+        else:
+            weights = None
+        if dimension_names is None:
+            dimension_names = [f"dim{i}" for i in range(num_dimensions or 0)]
+        if not dimension_names or (num_dimensions is not None and num_dimensions != len(dimension_names)):
+            raise ValueError("RewardModel needs num_dimensions >= 1 matching dimension_names (linked from data)")
+        if training_mode != "lora" and lora is not None:
+            raise ValueError(f"lora settings were given but training_mode is {training_mode!r}: set it to 'lora'")
+        self.spec, self.training_mode = backbone, training_mode
+        self.embedding_dim, self.head_kind = embedding_dim, head
+        self.gradient_checkpointing, self.feature_cache_dir = gradient_checkpointing, feature_cache_dir
+        self.matrix_snapshot = matrix
+        self.lora_spec = lora or LoraSpec()
+        self.dimension_names = list(dimension_names)
+        self.loss = loss if loss is not None else GPRCLoss()
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.register_buffer("scenario_weights", weights, persistent=False)
+        self.backbone: torch.nn.Module | None = None
+        self.head: RewardHead | None = None
+        self.feature_cache: FeatureCache | None = None
+        self.fingerprint: str | None = None
+        self.val_metrics = RankingMetrics(self.dimension_names)
+        self.test_metrics = RankingMetrics(self.dimension_names)
+
+    @property
+    def num_dimensions(self) -> int:
+        return len(self.dimension_names)
+
+    # ---- construction -------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Build the backbone and the head (idempotent, so strategies may shard at build time)."""
+        if self.backbone is not None:
+            return
+        quantized = self.spec.quantization != "none"
+        if quantized and self.training_mode == "full":
+            raise ValueError("a quantized backbone cannot be trained in full: use training_mode lora (QLoRA) or frozen")
+        backbone: Any = build_backbone(self.spec, device=self.device)
+        self.fingerprint = backbone_fingerprint(backbone)  # of the pretrained weights, before any adapter
+        if self.training_mode == "frozen":
+            backbone.requires_grad_(False).eval()
+            self.feature_cache = FeatureCache(self.fingerprint, self.feature_cache_dir)
+            self.feature_cache.load()
+        elif self.training_mode == "lora":
+            backbone = add_lora(backbone, self.lora_spec, quantized, self.gradient_checkpointing)
+        if self.gradient_checkpointing and self.training_mode != "frozen":
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.backbone = backbone
+        hidden = int(backbone.config.hidden_size)
+        self.head = RewardHead(hidden, self.num_dimensions, self.embedding_dim, self.head_kind)
+        if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2, sharded at build time
+            shard_reward_model(self.backbone, self.head, self.device_mesh)
+
+    def train(self, mode: bool = True) -> RewardModel:
+        super().train(mode)
+        if self.training_mode == "frozen" and self.backbone is not None:
+            self.backbone.eval()  # a frozen backbone gives the same features every epoch (no dropout)
+        return self
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- forward ------------------------------------------------------------------------------
+    def encode(self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor) -> Tensor:
+        """(N, 2, H) backbone features: hidden state at each row's last real token and at its anchor."""
+        assert self.backbone is not None, "call configure_model() first"
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = attention_mask.sum(1) - 1  # (N,): right padding
+        return torch.stack([hidden[rows, last], hidden[rows, anchor_index]], dim=1)
+
+    def features(self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor) -> Tensor:
+        """Backbone features, served from the cache for a frozen backbone."""
+        cache = self.feature_cache
+        if cache is None:
+            return self.encode(input_ids, attention_mask, anchor_index)
+        lengths = attention_mask.sum(1).tolist()
+        keys = [sequence_key(ids[:n], int(a)) for ids, n, a in zip(input_ids, lengths, anchor_index, strict=True)]
+        cached = cache.get(keys)
+        if cached is not None:
+            return cached.to(self.device)
+        with torch.no_grad():
+            feats = self.encode(input_ids, attention_mask, anchor_index)
+        cache.put(keys, feats)
+        return feats
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor, dimension: Tensor | None = None
+    ) -> HeadOutput:
+        """Rewards (N, L) on every dimension, with z, z_anchor and the labelled axes (N, d), for N sequences."""
+        assert self.head is not None, "call configure_model() first"
+        feats = self.features(input_ids, attention_mask, anchor_index)  # (N, 2, H)
+        return self.head(feats[:, 0], feats[:, 1], dimension)
+
+    def score_batch(self, batch: dict[str, Any]) -> tuple[HeadOutput, Tensor]:
+        """Run the real rows of a collated batch; returns outputs shaped (B, K, .) and the (B, K) mask."""
+        num_responses = batch["num_responses"]
+        b = num_responses.shape[0]
+        k = batch["input_ids"].shape[0] // b
+        valid = response_mask(num_responses, k)  # (B, K)
+        flat = valid.flatten()
+        mask = batch["attention_mask"][flat]
+        width = int(mask.sum(1).max())  # trim columns that only padding rows used
+        rows_dimension = batch["dimension"][:, None].expand(b, k).flatten()[flat]  # (N,)
+        out = self(batch["input_ids"][flat, :width], mask[:, :width], batch["anchor_index"][flat], rows_dimension)
+        shaped = [
+            torch.zeros(b * k, x.shape[-1], dtype=x.dtype, device=x.device)
+            .index_copy(0, flat.nonzero().squeeze(1), x)
+            .view(b, k, -1)
+            for x in out
+        ]
+        return HeadOutput(*shaped), valid
+
+    # ---- steps --------------------------------------------------------------------------------
+    def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
+        out, _ = self.score_batch(batch)
+        dimension = batch["dimension"]  # (B,)
+        index = dimension[:, None, None].expand(-1, out.rewards.shape[1], 1)
+        rewards = out.rewards.gather(2, index).squeeze(2)  # (B, K): on each unit's own dimension
+        axes = out.axes[:, 0]  # (B, d): every response of a unit carries its unit's axis
+        loss, metrics = self.loss(out.z, rewards, axes, batch["num_responses"], dimension)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{stage}: non-finite loss {loss.item()} in the batch of units {batch['unit_ids']} "
+                f"(terms: { {k: round(float(v), 4) for k, v in metrics.items() if k.startswith('loss_')} })"
+            )
+        b = dimension.shape[0]
+        self.log(f"{stage}/loss", loss, batch_size=b, prog_bar=True, sync_dist=stage != "train")
+        for name in ("loss_rank", "loss_axis", "loss_perp", "loss_center"):
+            self.log(f"{stage}/{name}", metrics[name], batch_size=b, sync_dist=stage != "train")
+        if stage == "train":
+            self.log("train/pair_acc", metrics["pair_acc"], batch_size=b, prog_bar=True)
+        else:
+            stats = unit_statistics(out.z, rewards, axes, batch["num_responses"], self.loss.eps)
+            self._metrics(stage).update(stats, dimension)
+        detached = {"z": out.z, "z_anchor": out.z_anchor, "rewards": rewards, "axes": axes}
+        return loss, {k: v.detach() for k, v in detached.items()} | {
+            "num_responses": batch["num_responses"],
+            "dimension": dimension,
+        }
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._step(batch, "val")[1]
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._step(batch, "test")[1]
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        metrics = self._metrics(stage)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.compute().items()})
+        metrics.reset()
+
+    def _metrics(self, stage: str) -> RankingMetrics:
+        return self.val_metrics if stage == "val" else self.test_metrics
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+        self._save_feature_cache()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+        self._save_feature_cache()
+
+    def on_train_epoch_end(self) -> None:
+        self._save_feature_cache()
+
+    def _save_feature_cache(self) -> None:
+        if self.feature_cache is not None:
+            self.feature_cache.save(self.global_rank)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Per-dimension rewards and the scenario-weighted total of every response."""
+        out, valid = self.score_batch(batch)
+        weights = self.total_weights(batch["scenario"])  # (B, L)
+        totals = weighted_total(out.rewards, weights[:, None, :])  # (B, K)
+        records = []
+        for b, unit_id in enumerate(batch["unit_ids"]):
+            for k in range(int(valid[b].sum())):
+                rewards = dict(zip(self.dimension_names, out.rewards[b, k].tolist(), strict=True))
+                records.append({"id": unit_id, "response": k, "rewards": rewards, "total": float(totals[b, k])})
+        return records
+
+    def total_weights(self, scenario: Tensor) -> Tensor:
+        """(B, L) each unit's scenario weights from the matrix snapshot (uniform without a matrix)."""
+        if self.scenario_weights is None:
+            return torch.full(
+                (scenario.shape[0], self.num_dimensions), 1.0 / self.num_dimensions, device=scenario.device
+            )
+        return cast(Tensor, self.scenario_weights).to(scenario.device)[scenario]
+
+    # ---- checkpoints and export ---------------------------------------------------------------
+    def _reloadable_backbone_keys(self) -> set[str]:
+        """Frozen backbone weights that configure_model rebuilds identically from ``path``."""
+        if self.backbone is None or self.spec.path is None:
+            return set()
+        return {f"backbone.{n}" for n, p in self.backbone.named_parameters() if not p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave out frozen pretrained weights: they reload from the backbone's path."""
+        skip = self._reloadable_backbone_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in skip}
+        checkpoint["lit_mrrml"] = {"backbone_fingerprint": self.fingerprint}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Fill the left-out frozen weights from the rebuilt backbone, after checking it is the same."""
+        state = checkpoint["state_dict"]
+        missing = [k for k in self._reloadable_backbone_keys() if k not in state]
+        saved = checkpoint.get("lit_mrrml", {}).get("backbone_fingerprint")
+        if missing and saved is not None and saved != self.fingerprint:
+            raise ValueError(
+                f"checkpoint was trained on another backbone (fingerprint {saved}, this one {self.fingerprint}): "
+                f"its frozen weights are not stored; point model.backbone at the original weights"
+            )
+        own = self.state_dict()
+        for key in missing:
+            state[key] = own[key]
+
+    def save_pretrained(self, directory: str | Path, include_backbone: bool | None = None) -> Path:
+        """Export for use outside Lightning (safetensors, no pickles); see ``lit_mrrml.models.export``."""
+        from lit_mrrml.models.export import save_reward_model
+
+        return save_reward_model(self, Path(directory), include_backbone)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> RewardModel:
+        """Rebuild an exported reward model, in eval mode."""
+        from lit_mrrml.models.export import load_reward_model
+
+        return load_reward_model(Path(directory), map_location)

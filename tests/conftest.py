@@ -1,0 +1,66 @@
+"""Shared fixtures: the shipped matrix, a tiny random-init backbone, small ranked-unit files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.models.backbone import BackboneSpec
+from lit_mrrml.models.tiny import TINY_QWEN2
+
+ROOT = Path(__file__).resolve().parents[1]
+MATRIX_PATH = ROOT / "configs" / "matrix" / "medical_dsd.yaml"
+TINY_TOKENIZER = ROOT / "configs" / "tokenizers" / "tiny"
+DEMO = ROOT / "data" / "demo"
+
+
+@pytest.fixture(scope="session")
+def matrix() -> RubricMatrix:
+    return RubricMatrix.from_yaml(MATRIX_PATH)
+
+
+@pytest.fixture
+def tiny_spec() -> BackboneSpec:
+    """A 2-layer Qwen2 of hidden size 64 with random weights and the shipped tiny tokenizer."""
+    return BackboneSpec(config=dict(TINY_QWEN2), tokenizer=str(TINY_TOKENIZER))
+
+
+def make_unit(index: int, k: int = 3, dimension: str = "safety", prompt: str | None = None, **extra: Any) -> dict:
+    """A valid ranked unit with distinct responses."""
+    unit = {
+        "id": f"u{index}",
+        "prompt": [{"role": "user", "content": prompt or f"Question number {index} about chest pain?"}],
+        "dimension": dimension,
+        "scenario": "emergency_referrals",
+        "discipline": "cardiology",
+        "responses": [f"Answer {index} of quality {q}: call for help if the pain spreads." for q in range(k)],
+    }
+    unit.update(extra)
+    return unit
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    """Write records (dicts, or raw strings written as they are) one a line."""
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def unit_files(tmp_path: Path) -> dict[str, Path]:
+    """Small train/val/test files with distinct prompts, mixed K and every dimension."""
+    dims = ["accuracy", "completeness", "communication_quality", "context_awareness", "instruction_following", "safety"]
+    files = {}
+    for offset, split in ((0, "train"), (100, "val"), (200, "test")):
+        n = 12 if split == "train" else 6
+        units = [make_unit(offset + i, k=2 + (i % 2), dimension=dims[i % 6]) for i in range(n)]
+        files[split] = write_jsonl(tmp_path / f"{split}.jsonl", units)
+    return files
