@@ -42,8 +42,15 @@ def epoch_seconds(spec: BackboneSpec, data: RubricDataModule, cached: bool, batc
             times[-1] = time.perf_counter() - times[-1]
 
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=2, limit_train_batches=batches, limit_val_batches=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Timer()],
     )
     trainer.fit(model, datamodule=data)
     return times[1]
@@ -57,8 +64,12 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     spec = BACKBONES[args.backbone]
     data = RubricDataModule(
-        matrix="configs/matrix/medical_dsd.yaml", train_files=["data/demo/train.jsonl"], backbone=spec,
-        max_length=384, batch_size=8, shuffle=False,
+        matrix="configs/matrix/medical_dsd.yaml",
+        train_files=["data/demo/train.jsonl"],
+        backbone=spec,
+        max_length=384,
+        batch_size=8,
+        shuffle=False,
     )
     recompute = epoch_seconds(spec, data, cached=False, batches=args.batches)
     cached = epoch_seconds(spec, data, cached=True, batches=args.batches)

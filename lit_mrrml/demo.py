@@ -19,6 +19,7 @@ from lit_mrrml.cli import MRRMLCLI
 
 METRICS = (("pair_acc", "pair"), ("order_acc", "order"), ("betweenness", "betw."))
 BASELINE = ["--model.loss.alpha=0", "--model.loss.beta=0"]
+LABELS = {"gprc": "GPRC", "baseline": "plain"}  # short column headers that fit 80 columns
 
 
 def run_variant(config: str, root: Path, name: str, overrides: list[str]) -> dict[str, float]:
@@ -34,12 +35,12 @@ def comparison_table(results: dict[str, dict[str, float]], dimensions: list[str]
     """Rows: dimensions and overall; columns: each metric for each variant."""
     table = Table(
         title="held-out test split: GPRC vs plain ranking (alpha = beta = 0)",
-        caption="pair: pairwise accuracy; order: share of K>=3 units in full order; betw.: medium between best and worst",
+        caption="pair: pairwise accuracy; order: K>=3 units in full order; betw.: medium between best and worst",
     )
     table.add_column("dimension", style="bold", no_wrap=True)
     for variant in results:
         for _, label in METRICS:
-            table.add_column(f"{variant}\n{label}", justify="right")
+            table.add_column(f"{LABELS.get(variant, variant)}\n{label}", justify="right")
     for dim in [*dimensions, None]:
         cells = []
         for metrics in results.values():

@@ -73,9 +73,14 @@ def test_fit_test_predict_from_the_command_line(tmp_path):
     metrics = json.loads((tmp_path / "lightning_logs" / "version_1" / "test_metrics.json").read_text())
     assert 0.0 <= metrics["test/pair_acc"] <= 1.0 and "test/pair_acc/safety" in metrics
 
+    validate = run_cli("validate", "--config", "configs/reward/tiny.yaml", *flags, f"--ckpt_path={checkpoint}")
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    val = json.loads((tmp_path / "lightning_logs" / "version_2" / "val_metrics.json").read_text())
+    assert "val/pair_acc/accuracy" in val and "val/loss" in val
+
     predict = run_cli("predict", "--config", "configs/reward/tiny.yaml", *flags, f"--ckpt_path={checkpoint}")
     assert predict.returncode == 0, predict.stderr[-3000:]
-    written = tmp_path / "lightning_logs" / "version_2" / "predictions.jsonl"  # the config's RewardPredictionWriter
+    written = tmp_path / "lightning_logs" / "version_3" / "predictions.jsonl"  # the config's RewardPredictionWriter
     record = json.loads(written.read_text().splitlines()[0])
     assert set(record) == {"id", "response", "rewards", "total"} and len(record["rewards"]) == 6
 

@@ -64,6 +64,23 @@ class _Checker:
             self.add(_join(path, "id"), f"'{value}' must be lower_snake_case (a-z, 0-9, _)")
         return value
 
+    def named(self, obj: Mapping[str, Any], path: str) -> dict[str, str]:
+        """The id, name and description every dimension and scenario carries."""
+        return {
+            "id": self.ident(obj, path),
+            "name": self.text(obj, "name", path),
+            "description": self.text(obj, "description", path),
+        }
+
+    def tag(self, obj: Mapping[str, Any], key: str, path: str, prefix: str) -> str | None:
+        """An optional HealthBench tag such as 'axis:accuracy'; None when absent or malformed."""
+        value = obj.get(key)
+        if value is not None and not (isinstance(value, str) and value.startswith(prefix)):
+            article = "an" if prefix[0] in "aeiou" else "a"
+            self.add(_join(path, key), f"must be null or {article} '{prefix}<name>' tag, got {value!r}")
+            return None
+        return value
+
     def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
         if isinstance(value, Mapping):
             return value
@@ -144,16 +161,8 @@ def _dimension(check: _Checker, path: str, m: Mapping[str, Any]) -> Dimension:
             if key not in LEVELS:
                 check.add(f"{path}.levels.{key}", f"unknown level{did_you_mean(key, LEVELS)}")
         texts = {level: check.text(levels, level, f"{path}.levels") for level in LEVELS}
-    axis = m.get("healthbench_axis")
-    if axis is not None and not (isinstance(axis, str) and axis.startswith("axis:")):
-        check.add(_join(path, "healthbench_axis"), f"must be null or an 'axis:<name>' tag, got {axis!r}")
-    return Dimension(
-        id=check.ident(m, path),
-        name=check.text(m, "name", path),
-        description=check.text(m, "description", path),
-        levels=Levels(**texts),
-        healthbench_axis=axis,
-    )
+    axis = check.tag(m, "healthbench_axis", path, "axis:")
+    return Dimension(**check.named(m, path), levels=Levels(**texts), healthbench_axis=axis)
 
 
 def _scenario(check: _Checker, path: str, m: Mapping[str, Any], dim_ids: list[str]) -> Scenario:
@@ -172,16 +181,8 @@ def _scenario(check: _Checker, path: str, m: Mapping[str, Any], dim_ids: list[st
                 weights[key] = float(value)
         if mapping and weights and sum(weights.values()) <= 0:
             check.add(_join(path, "weights"), "sum to 0: give at least one positive weight, or none for uniform")
-    theme = m.get("healthbench_theme")
-    if theme is not None and not (isinstance(theme, str) and theme.startswith("theme:")):
-        check.add(_join(path, "healthbench_theme"), f"must be null or a 'theme:<name>' tag, got {theme!r}")
-    return Scenario(
-        id=check.ident(m, path),
-        name=check.text(m, "name", path),
-        description=check.text(m, "description", path),
-        weights=MappingProxyType(weights),
-        healthbench_theme=theme,
-    )
+    theme = check.tag(m, "healthbench_theme", path, "theme:")
+    return Scenario(**check.named(m, path), weights=MappingProxyType(weights), healthbench_theme=theme)
 
 
 def _criterion(
