@@ -61,7 +61,6 @@ def main() -> None:
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default="tiny")
     parser.add_argument("--batches", type=int, default=10, help="training batches per epoch (8 units each)")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     spec = BACKBONES[args.backbone]
     data = RubricDataModule(
         matrix="configs/matrix/medical_dsd.yaml",

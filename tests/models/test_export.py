@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from lit_mrrml import RewardModel
+from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.models.backbone import BackboneSpec, build_backbone
+from lit_mrrml.models.tiny import TINY_QWEN2
 from tests.modules.test_reward_model import make_data, make_model
 
 
@@ -55,13 +57,7 @@ def test_reload_gives_the_same_rewards(mode, saved_backbone, unit_files, matrix,
     assert not reloaded.training and reloaded.dimension_names == list(matrix.dimension_ids)
     torch.testing.assert_close(rewards_of(reloaded, batch), expected)
     config = json.loads((out / "reward_config.json").read_text())
-    assert RubricMatrixHash(config["matrix"]) == matrix.content_hash()
-
-
-def RubricMatrixHash(snapshot: dict) -> str:
-    from lit_mrrml.matrix import RubricMatrix
-
-    return RubricMatrix.from_dict(snapshot).content_hash()
+    assert RubricMatrix.from_dict(config["matrix"]).content_hash() == matrix.content_hash()
 
 
 def test_random_init_backbone_is_always_exported(tiny_spec, unit_files, matrix, tmp_path):
@@ -87,19 +83,11 @@ def test_reload_refuses_a_changed_backbone(saved_backbone, matrix, tmp_path):
     model = make_model(saved_backbone, matrix, training_mode="frozen")
     model.configure_model()
     out = model.save_pretrained(tmp_path / "export")
-    other = build_backbone(
-        BackboneSpec(config=dict(saved_backbone.__dict__ and _tiny()), tokenizer=saved_backbone.tokenizer)
-    )
+    torch.manual_seed(123)  # other random weights of the same architecture
+    other = build_backbone(BackboneSpec(config=dict(TINY_QWEN2), tokenizer=saved_backbone.tokenizer))
     other.save_pretrained(saved_backbone.path)  # the referenced weights change under the export
     with pytest.raises(ValueError, match="fingerprint"):
         RewardModel.from_pretrained(out)
-
-
-def _tiny() -> dict:
-    from lit_mrrml.models.tiny import TINY_QWEN2
-
-    torch.manual_seed(123)
-    return dict(TINY_QWEN2)
 
 
 def test_missing_or_foreign_folder_is_refused(tmp_path):

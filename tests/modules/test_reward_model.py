@@ -183,9 +183,18 @@ def test_checkpoint_leaves_out_frozen_pretrained_weights(tiny_spec, unit_files, 
     torch.testing.assert_close(reloaded.head.axes, model.head.axes)
 
 
-def test_baseline_loss_is_plain_ranking(tiny_spec, matrix):
+def test_baseline_loss_is_plain_ranking(tiny_spec, unit_files, matrix):
     model = make_model(tiny_spec, matrix, loss=GPRCLoss(alpha=0.0, beta=0.0))
-    assert model.loss.alpha == 0.0 and model.loss.beta == 0.0
+    data = make_data(tiny_spec, unit_files)
+    data.setup("fit")
+    model.configure_model()
+    batch = next(iter(data.train_dataloader()))
+    out, _ = model.score_batch(batch)
+    index = batch["dimension"][:, None, None].expand(-1, out.rewards.shape[1], 1)
+    rewards = out.rewards.gather(2, index).squeeze(2)
+    loss, metrics = model.loss(out.z, rewards, out.axes[:, 0], batch["num_responses"])
+    assert metrics["loss_axis"] > 0 and metrics["loss_perp"] >= 0  # the geometric terms exist but carry no weight
+    torch.testing.assert_close(loss, metrics["loss_rank"])
 
 
 def test_mismatched_dimensions_are_refused(tiny_spec, matrix):
