@@ -1,7 +1,8 @@
 """The command line: ``python -m lit_mrrml fit|validate|test|predict|matrix ...``.
 
 fit/validate/test/predict go through LightningCLI (``--config``, dotted overrides, ``--print_config``);
-``matrix FILE`` validates a rubric matrix and prints its coverage.
+``matrix FILE`` validates a rubric matrix and prints its coverage; ``generate --config FILE`` writes
+synthetic ranked units from it (lit_mrrml.generate).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import lightning as L
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix", "generate")
 
 
 class MRRMLCLI(LightningCLI):
@@ -89,5 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "matrix":
         return matrix_command(args[1:])
+    if args and args[0] == "generate":
+        from lit_mrrml.generate.command import generate_command
+
+        return generate_command(args[1:])
     MRRMLCLI(args=argv)
     return 0

