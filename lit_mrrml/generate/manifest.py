@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lit_mrrml import __version__
 from lit_mrrml.appendlog import write_jsonl_atomic
 from lit_mrrml.backends.base import Usage
 from lit_mrrml.backends.cache import CachedBackend
@@ -36,35 +37,48 @@ def split_of(prompt: list[dict[str, str]], shares: SplitOptions, seed: int) -> s
     return "val" if draw < shares.train + shares.val else "test"
 
 
-def write_splits(store: GenerationStore, shares: SplitOptions, seed: int) -> dict[str, int]:
-    """Write ``train/val/test.jsonl`` from every kept unit, in key order (the same files however
+@dataclass(frozen=True)
+class Logs:
+    """The three output logs of a folder, read once."""
+
+    prompts: list[dict[str, Any]]
+    units: list[dict[str, Any]]
+    drops: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, store: GenerationStore) -> Logs:
+        return cls(list(store.prompts), list(store.units), list(store.drops))
+
+
+def write_splits(root: Path, units: list[dict[str, Any]], shares: SplitOptions, seed: int) -> dict[str, int]:
+    """Write ``train/val/test.jsonl`` from the kept units, in key order (the same files however
     often the run was interrupted); returns the units in each."""
     parts: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    for unit in sorted(store.units, key=lambda u: u["meta"]["key"]):
+    for unit in sorted(units, key=lambda u: u["meta"]["key"]):
         parts[split_of(unit["prompt"], shares, seed)].append(unit)
-    return {split: write_jsonl_atomic(store.root / f"{split}.jsonl", units) for split, units in parts.items()}
+    return {split: write_jsonl_atomic(root / f"{split}.jsonl", part) for split, part in parts.items()}
 
 
-def _per_cell(store: GenerationStore) -> dict[str, dict[str, int]]:
+def _per_cell(logs: Logs) -> dict[str, dict[str, int]]:
     cells: dict[str, Counter[str]] = defaultdict(Counter)
 
     def key(record: dict[str, Any]) -> str:
         cell = record["cell"]
         return f"{cell['dimension']}/{cell['scenario']}/{cell['discipline']}"
 
-    for record in store.prompts:
+    for record in logs.prompts:
         cells[key(record)]["prompts"] += 1
-    for record in store.units:
+    for record in logs.units:
         cells[key(record["meta"])]["units"] += 1
-    for record in store.drops:
+    for record in logs.drops:
         cells[key(record)][f"dropped_{record['stage']}s"] += 1
     return {cell: dict(counts) for cell, counts in sorted(cells.items())}
 
 
-def _judge(store: GenerationStore) -> dict[str, Any] | None:
-    kept = sum(1 for u in store.units if u["meta"]["judge"] is not None)
-    disagreed = sum(1 for d in store.drops if d["reason"] == "judge_disagrees")
-    bad = sum(1 for d in store.drops if d["reason"] == "judge_bad_reply")
+def _judge(logs: Logs) -> dict[str, Any] | None:
+    kept = sum(1 for u in logs.units if u["meta"]["judge"] is not None)
+    disagreed = sum(1 for d in logs.drops if d["reason"] == "judge_disagrees")
+    bad = sum(1 for d in logs.drops if d["reason"] == "judge_bad_reply")
     judged = kept + disagreed
     if judged + bad == 0:
         return None
@@ -73,18 +87,16 @@ def _judge(store: GenerationStore) -> dict[str, Any] | None:
 
 
 def build_manifest(
-    job: DataGenerator, store: GenerationStore, backends: list[CachedBackend | None], counters: RunCounters
+    job: DataGenerator, logs: Logs, backends: list[CachedBackend | None], counters: RunCounters
 ) -> dict[str, Any]:
     """Everything a reader of the data needs to know where it came from and what was left out."""
     drops: dict[str, Counter[str]] = {"prompt": Counter(), "unit": Counter()}
-    for record in store.drops:
+    for record in logs.drops:
         drops[record["stage"]][record["reason"]] += 1
     tokens = {name: b.tokens_used() for name, b in zip(("generator", "judge"), backends, strict=True) if b is not None}
     total = Usage()
     for usage in tokens.values():
         total.add(usage)
-    from lit_mrrml import __version__
-
     return {
         "lit_mrrml": __version__,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -99,13 +111,13 @@ def build_manifest(
         "cells": asdict(job.cells),
         "counts": {
             "planned_units": sum(len(job.target_dimensions(s.cell)) for s in job.slots),
-            "prompts": sum(1 for _ in store.prompts),
-            "units": sum(1 for _ in store.units),
-            "per_cell": _per_cell(store),
+            "prompts": len(logs.prompts),
+            "units": len(logs.units),
+            "per_cell": _per_cell(logs),
         },
         "drops": {stage: dict(sorted(counts.items())) for stage, counts in drops.items()},
         "contamination_drops": drops["prompt"]["contamination"],
-        "judge_agreement": _judge(store),
+        "judge_agreement": _judge(logs),
         "tokens": {**{k: v.as_dict() for k, v in tokens.items()}, "total": total.as_dict()},
         "this_run": {
             "prompts": counters.prompts,
@@ -121,8 +133,9 @@ def write_outputs(
     job: DataGenerator, store: GenerationStore, backends: list[CachedBackend | None], counters: RunCounters
 ) -> Path:
     """Write the split files and the manifest; returns the manifest's path."""
-    manifest = build_manifest(job, store, backends, counters)
-    manifest["splits"] = write_splits(store, job.split, job.seed)
+    logs = Logs.read(store)
+    manifest = build_manifest(job, logs, backends, counters)
+    manifest["splits"] = write_splits(store.root, logs.units, job.split, job.seed)
     path = store.root / "manifest.json"
     tmp = path.with_name(".manifest.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
