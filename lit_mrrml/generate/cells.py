@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
-from lit_mrrml.generate.options import WILDCARD, CellSelection
+from lit_mrrml.generate.options import CellSelection
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.model import WILDCARD, matches_cell
 from lit_mrrml.matrix.suggest import did_you_mean
 
 
@@ -35,12 +36,17 @@ class Slot:
         return f"{self.cell.key}/{self.index}"
 
 
+def check_ids(given: list[str], known: tuple[str, ...], key: str, noun: str = "id") -> None:
+    """Raise naming ``key[i]`` (and the closest known id) for the first id of ``given`` not in ``known``."""
+    for i, value in enumerate(given):
+        if value not in known:
+            raise ValueError(f"{key}[{i}]: unknown {noun} {value!r}{did_you_mean(value, known)}")
+
+
 def _chosen(given: list[str] | None, known: tuple[str, ...], name: str) -> list[str]:
     if given is None:
         return list(known)
-    for i, value in enumerate(given):
-        if value not in known:
-            raise ValueError(f"cells.{name}[{i}]: unknown id {value!r}{did_you_mean(value, known)}")
+    check_ids(given, known, f"cells.{name}")
     return list(dict.fromkeys(given))
 
 
@@ -59,12 +65,7 @@ def quota_of(cell: Cell, selection: CellSelection) -> int:
     """Prompts for one cell: the last matching quota, else ``prompts_per_cell``."""
     count = selection.prompts_per_cell
     for quota in selection.quotas:
-        pairs = (
-            (quota.dimension, cell.dimension),
-            (quota.scenario, cell.scenario),
-            (quota.discipline, cell.discipline),
-        )
-        if all(mine in (WILDCARD, theirs) for mine, theirs in pairs):
+        if matches_cell((quota.dimension, quota.scenario, quota.discipline), astuple(cell)):
             count = quota.prompts
     return count
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-WILDCARD = "*"
+from lit_mrrml.matrix.model import WILDCARD
 
 
 @dataclass(frozen=True)

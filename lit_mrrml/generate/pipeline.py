@@ -24,7 +24,7 @@ from typing import Any
 
 from lit_mrrml.backends.base import ChatBackend
 from lit_mrrml.backends.cache import CachedBackend
-from lit_mrrml.generate.cells import Cell, Slot, plan_slots
+from lit_mrrml.generate.cells import Cell, Slot, check_ids, plan_slots
 from lit_mrrml.generate.manifest import write_outputs
 from lit_mrrml.generate.options import (
     AnswerOptions,
@@ -39,7 +39,6 @@ from lit_mrrml.generate.run import GenerationRun, RunCounters
 from lit_mrrml.generate.store import GenerationStore
 from lit_mrrml.generate.templates import PromptTemplates
 from lit_mrrml.matrix import RubricMatrix
-from lit_mrrml.matrix.suggest import did_you_mean
 from lit_mrrml.overlap import ContaminationGuard
 
 log = logging.getLogger(__name__)
@@ -107,10 +106,7 @@ class DataGenerator:
         )
         self.config_yaml: str | None = None  # the resolved config, saved beside the data by the command line
         if isinstance(answers.dimensions, list):
-            for i, dimension in enumerate(answers.dimensions):
-                if dimension not in self.matrix.dimension_ids:
-                    hint = did_you_mean(dimension, self.matrix.dimension_ids)
-                    raise ValueError(f"answers.dimensions[{i}]: unknown dimension {dimension!r}{hint}")
+            check_ids(answers.dimensions, self.matrix.dimension_ids, "answers.dimensions", "dimension")
 
     def target_dimensions(self, cell: Cell) -> list[str]:
         """The dimensions a prompt of ``cell`` gets units on."""

@@ -67,8 +67,12 @@ class Criterion:
     points: float
 
     def matches(self, dimension: str, scenario: str, discipline: str) -> bool:
-        pairs = ((self.dimension, dimension), (self.scenario, scenario), (self.discipline, discipline))
-        return all(mine in (WILDCARD, theirs) for mine, theirs in pairs)
+        return matches_cell((self.dimension, self.scenario, self.discipline), (dimension, scenario, discipline))
+
+
+def matches_cell(pattern: tuple[str, str, str], cell: tuple[str, str, str]) -> bool:
+    """Whether a (dimension, scenario, discipline) pattern, ``*`` matching any id, matches a cell."""
+    return all(mine in (WILDCARD, theirs) for mine, theirs in zip(pattern, cell, strict=True))
 
 
 @dataclass(frozen=True)
