@@ -100,17 +100,20 @@ def truncate_partial_tail(path: Path) -> int:
         return size - end
 
 
-def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Replace ``path`` with these records in one step (a temporary file, then a rename)."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (a temporary file, fsynced, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
     with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    return count
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Replace ``path`` with these records, one a line, in one step; returns how many."""
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)

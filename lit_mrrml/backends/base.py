@@ -75,6 +75,11 @@ class Usage:
     def as_dict(self) -> dict[str, int]:
         return {"prompt": self.prompt_tokens, "completion": self.completion_tokens}
 
+    @classmethod
+    def from_dict(cls, counts: dict[str, int]) -> Usage:
+        """The inverse of ``as_dict``."""
+        return cls(counts["prompt"], counts["completion"])
+
 
 @dataclass
 class ChatReply:

@@ -31,7 +31,12 @@ class CachedBackend(ChatBackend):
         self.backend, self.log = backend, AppendLog(path)
         self.stats = backend.stats
         self.hits = 0
-        self._replies = {r["key"]: r for r in self.log if "error" not in r}
+        self._replies: dict[str, dict[str, Any]] = {}
+        self._paid = Usage()  # every record's tokens, failed replies included
+        for record in self.log:
+            self._paid.add(Usage.from_dict(record["usage"]))
+            if "error" not in record:
+                self._replies[record["key"]] = record
 
     @property
     def id(self) -> str:
@@ -40,9 +45,6 @@ class CachedBackend(ChatBackend):
     @property
     def model_id(self) -> str:
         return self.backend.model_id
-
-    def __len__(self) -> int:
-        return len(self._replies)
 
     async def complete(self, requests: Sequence[ChatRequest], on_reply: OnReply | None = None) -> list[ChatReply]:
         keys = [r.cache_key(self.backend.model_id) for r in requests]
@@ -61,6 +63,7 @@ class CachedBackend(ChatBackend):
                 self._replies[keys[i]] = record
             else:
                 record["error"] = reply.error
+            self._paid.add(reply.usage)
             self.log.append([record])
             if on_reply is not None:
                 on_reply(i, reply)
@@ -78,15 +81,12 @@ class CachedBackend(ChatBackend):
             value = parse_reply(request, record["text"])
         except ReplyFormatError:
             return None  # the parser has changed since: ask again
-        usage = Usage(record["usage"]["prompt"], record["usage"]["completion"])
+        usage = Usage.from_dict(record["usage"])
         return ChatReply(record["text"], value, usage=usage, finish_reason=record.get("finish_reason"), cached=True)
 
     def tokens_used(self) -> Usage:
         """Tokens of every reply in the log, failed ones included: what this cache's runs paid for."""
-        total = Usage()
-        for record in self.log:
-            total.add(Usage(record["usage"]["prompt"], record["usage"]["completion"]))
-        return total
+        return Usage(self._paid.prompt_tokens, self._paid.completion_tokens)
 
     async def aclose(self) -> None:
         self.log.close()

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lit_mrrml import __version__
-from lit_mrrml.appendlog import write_jsonl_atomic
+from lit_mrrml.appendlog import write_jsonl_atomic, write_text_atomic
 from lit_mrrml.backends.base import Usage
 from lit_mrrml.backends.cache import CachedBackend
+from lit_mrrml.generate.cells import Cell
 from lit_mrrml.generate.options import SplitOptions
 from lit_mrrml.generate.store import GenerationStore
 
@@ -63,8 +64,7 @@ def _per_cell(logs: Logs) -> dict[str, dict[str, int]]:
     cells: dict[str, Counter[str]] = defaultdict(Counter)
 
     def key(record: dict[str, Any]) -> str:
-        cell = record["cell"]
-        return f"{cell['dimension']}/{cell['scenario']}/{cell['discipline']}"
+        return Cell(**record["cell"]).key
 
     for record in logs.prompts:
         cells[key(record)]["prompts"] += 1
@@ -110,7 +110,7 @@ def build_manifest(
         "settings": job.settings(),
         "cells": asdict(job.cells),
         "counts": {
-            "planned_units": sum(len(job.target_dimensions(s.cell)) for s in job.slots),
+            "planned_units": job.planned_units,
             "prompts": len(logs.prompts),
             "units": len(logs.units),
             "per_cell": _per_cell(logs),
@@ -137,7 +137,5 @@ def write_outputs(
     manifest = build_manifest(job, logs, backends, counters)
     manifest["splits"] = write_splits(store.root, logs.units, job.split, job.seed)
     path = store.root / "manifest.json"
-    tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(manifest, indent=2, ensure_ascii=False))
     return path

@@ -107,6 +107,7 @@ class DataGenerator:
         self.config_yaml: str | None = None  # the resolved config, saved beside the data by the command line
         if isinstance(answers.dimensions, list):
             check_ids(answers.dimensions, self.matrix.dimension_ids, "answers.dimensions", "dimension")
+        self.planned_units = sum(len(self.target_dimensions(s.cell)) for s in self.slots)
 
     def target_dimensions(self, cell: Cell) -> list[str]:
         """The dimensions a prompt of ``cell`` gets units on."""

@@ -70,9 +70,8 @@ class GenerationRun:
             for key, record in state.prompts.items():
                 self.dedup.add(key, prompt_text(record["prompt"]))
         self.work = [slot for slot in job.slots if self.unfinished(slot)]
-        planned = sum(len(job.target_dimensions(s.cell)) for s in job.slots)
         left = sum(len(self.unit_keys(s)) for s in self.work)
-        self.progress = GenerationProgress(planned, planned - left, self.stats, job.progress)
+        self.progress = GenerationProgress(job.planned_units, job.planned_units - left, self.stats, job.progress)
         self.units = UnitStage(self)
 
     def stats(self) -> tuple[float, int, int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_mrrml.appendlog import AppendLog
+from lit_mrrml.appendlog import AppendLog, write_text_atomic
 
 LOGS = ("prompts", "units", "drops")
 REWRITTEN = ("run.json", "manifest.json", "config.yaml", "train.jsonl", "val.jsonl", "test.jsonl")
@@ -62,7 +62,7 @@ class GenerationStore:
                 )
             return True
         self.root.mkdir(parents=True, exist_ok=True)
-        run.write_text(json.dumps({"fingerprint": fingerprint}, indent=2, sort_keys=True), encoding="utf-8")
+        write_text_atomic(run, json.dumps({"fingerprint": fingerprint}, indent=2, sort_keys=True))
         return False
 
     def clear(self) -> None:

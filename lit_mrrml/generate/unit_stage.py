@@ -111,9 +111,9 @@ class UnitStage:
         limit = self.ctx.job.answers.max_length_ratio
         if len(set(job.answers)) < len(job.answers):
             self.drops.append(self.ctx.unit_drop(job, "identical_answers", "two answers are the same text"))
-        elif length_ratio(job.answers) > limit:
+        elif (ratio := length_ratio(job.answers)) > limit:
             words = [len(a.split()) for a in job.answers]
-            detail = f"length ratio {length_ratio(job.answers):.2f} > {limit:g} (words {words})"
+            detail = f"length ratio {ratio:.2f} > {limit:g} (words {words})"
             self.drops.append(self.ctx.unit_drop(job, "length_mismatch", detail))
         else:
             return True
