@@ -2,7 +2,8 @@
 
 fit/validate/test/predict go through LightningCLI (``--config``, dotted overrides, ``--print_config``);
 ``matrix FILE`` validates a rubric matrix and prints its coverage; ``generate --config FILE`` writes
-synthetic ranked units from it (lit_mrrml.generate).
+synthetic ranked units from it (lit_mrrml.generate); ``healthbench --config FILE`` answers and grades
+HealthBench rows and writes a report (lit_mrrml.healthbench).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import lightning as L
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix", "generate")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix", "generate", "healthbench")
 
 
 class MRRMLCLI(LightningCLI):
@@ -94,5 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         from lit_mrrml.generate.command import generate_command
 
         return generate_command(args[1:])
+    if args and args[0] == "healthbench":
+        from lit_mrrml.healthbench.command import healthbench_command
+
+        return healthbench_command(args[1:])
     MRRMLCLI(args=argv)
     return 0

@@ -33,3 +33,10 @@ def test_gprc_snippet_trains_in_a_plain_pytorch_loop(capsys):
 def test_prompt_guard_snippet_drops_the_near_duplicate(capsys):
     exec(compile(python_block_after("### The prompt guard in your own pipeline"), "README.md", "exec"), {})
     assert "kept 2 of 3 prompts" in capsys.readouterr().out
+
+
+def test_healthbench_scoring_snippet_gives_the_worked_check_and_a_perfect_score(capsys):
+    exec(compile(python_block_after("The scoring is a plain library:"), "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "0.5"
+    assert lines[1].startswith("42 {'score': 1.0, 'bootstrap_std': 0.0, 'n': 42}")

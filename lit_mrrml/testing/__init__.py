@@ -2,6 +2,7 @@
 replies and injectable faults, for tests, benchmarks and offline dry runs of configs."""
 
 from lit_mrrml.testing.chat_server import ChatServer, FaultPlan
+from lit_mrrml.testing.judge_rules import RubricJudgeRules
 from lit_mrrml.testing.rules import GenerationRules
 
-__all__ = ["ChatServer", "FaultPlan", "GenerationRules"]
+__all__ = ["ChatServer", "FaultPlan", "GenerationRules", "RubricJudgeRules"]

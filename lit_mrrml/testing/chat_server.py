@@ -221,11 +221,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lit_mrrml.testing", description=__doc__)
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")
-    parser.add_argument("--rules", choices=("generation", "echo"), default="generation", help="how to reply")
+    parser.add_argument(
+        "--rules", choices=("generation", "healthbench", "echo"), default="generation", help="how to reply"
+    )
     args = parser.parse_args(argv)
+    from lit_mrrml.testing.judge_rules import RubricJudgeRules
     from lit_mrrml.testing.rules import GenerationRules
 
-    replier = GenerationRules() if args.rules == "generation" else echo_replier
+    repliers: dict[str, Replier] = {"generation": GenerationRules(), "healthbench": RubricJudgeRules()}
+    replier = repliers.get(args.rules, echo_replier)
     server = ChatServer(replier, latency=args.latency, port=args.port)
 
     async def serve() -> None:

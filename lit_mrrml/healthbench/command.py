@@ -1,0 +1,97 @@
+"""``python -m lit_mrrml healthbench --config FILE [--field=value ...]``: answer, grade, report.
+
+Every field of ``HealthBenchEval`` is a config key (``--help`` documents them all; ``--judge.help
+OpenAIChatBackend`` those of a backend). Exit status: 0 when every selected row was answered and
+graded; 1 when rows were left out (answers or verdicts failed after their attempts: the report is
+written without them; rerun the same command to fill them in) or a backend failed for good; 2 for
+a bad config or rows file; 130 when interrupted (ctrl-C or SIGTERM), with the caches consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+from lit_mrrml.backends.base import BackendError
+from lit_mrrml.healthbench.evaluate import HealthBenchEval, RunOutcome
+from lit_mrrml.healthbench.report import grouped, judge_label
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m lit_mrrml healthbench",
+        description="Answer HealthBench rows with a policy, grade them with a judge, and report the scores.",
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="A HealthBench config (configs/eval/*.yaml).")
+    parser.add_class_arguments(HealthBenchEval, None, fail_untyped=True)
+    return parser
+
+
+def print_scores(console: Console, outcome: RunOutcome) -> None:
+    """Overall, axis and theme scores, each with its bootstrap std, count and the judge."""
+    results = outcome.results
+    scores, judge = results["scores"], escape(judge_label(results))
+    table = Table(title=escape(f"HealthBench: {results['policy']['id']}"), caption=f"report: {outcome.report_dir}")
+    for column in ("score", "value", "± std", "n", "judge"):
+        table.add_column(column, justify="right" if column in ("value", "± std", "n") else "left")
+    for title, keys in grouped(scores):
+        if title == "Other tags":
+            continue
+        for key in keys:
+            s = scores[key]
+            table.add_row(escape(key), f"{s['score']:.4f}", f"{s['bootstrap_std']:.4f}", str(s["n"]), judge)
+    check = results.get("reward_check")
+    for key, entry in check["axes"].items() if check else []:
+        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:.4f}"
+        table.add_row(escape(f"spearman {key} ~ {entry['dimension']}"), rho, "", str(entry["n"]), judge)
+    console.print(table)
+
+
+def healthbench_command(argv: list[str]) -> int:
+    parser = build_parser()
+    config = parser.parse_args(argv)
+    console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
+    try:
+        init = parser.instantiate(config)
+        job = HealthBenchEval(**{k: v for k, v in vars(init).items() if k != "config"})
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        return 2
+    job.config = yaml.safe_load(parser.dump(config, skip_none=False))
+    handler, package_log = RichHandler(console=console, show_path=False), logging.getLogger("lit_mrrml")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop works like ctrl-C
+    try:
+        outcome = job.run()
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/] answers and verdicts so far are cached; rerun the same command to resume"
+        )
+        return 130
+    except (BackendError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+        package_log.removeHandler(handler)
+    print_scores(Console(emoji=False, highlight=False, width=160), outcome)
+    if not outcome.complete:
+        console.print(
+            f"[red]error:[/] {outcome.unanswered} row(s) unanswered and {outcome.ungraded} row(s) with ungraded "
+            "criteria were left out of the scores (listed in summary.md); rerun the same command to retry them"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(healthbench_command(sys.argv[1:]))

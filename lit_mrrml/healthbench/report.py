@@ -1,0 +1,160 @@
+"""The HealthBench report: results.json, summary.md, chart.png and graded.jsonl in one folder.
+
+A HealthBench number means something only next to the judge that graded it, so the judge's
+identity is written beside every score: in each table row of the summary, in the chart's title,
+and at the top of results.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lit_mrrml.appendlog import write_jsonl_atomic, write_text_atomic
+from lit_mrrml.healthbench.grading import GradedRow
+from lit_mrrml.healthbench.scoring import OVERALL, example_metrics
+
+SECTIONS = (("Axes", "axis:"), ("Themes", "theme:"))
+
+
+def grouped(scores: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Score keys in report order: overall, axes, themes, then every other tag."""
+    groups = [("Overall", [OVERALL] if OVERALL in scores else [])]
+    shown = {OVERALL}
+    for title, prefix in SECTIONS:
+        keys = [k for k in scores if k.startswith(prefix)]
+        groups.append((title, keys))
+        shown.update(keys)
+    groups.append(("Other tags", [k for k in scores if k not in shown]))
+    return [(title, keys) for title, keys in groups if keys]
+
+
+def write_report(results: dict[str, Any], graded: Sequence[GradedRow], folder: Path) -> dict[str, Path]:
+    """Write every report file into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in ("results.json", "summary.md", "chart.png", "graded.jsonl")}
+    write_text_atomic(paths["results.json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(paths["summary.md"], markdown(results))
+    write_jsonl_atomic(paths["graded.jsonl"], (graded_record(g) for g in graded))
+    chart(results, paths["chart.png"])
+    return paths
+
+
+def graded_record(g: GradedRow) -> dict[str, Any]:
+    """One row's answer, verdicts and scores, for reading the judge's work."""
+    criteria = [
+        {
+            "criterion": c.criterion,
+            "points": c.points,
+            "tags": list(c.tags),
+            "criteria_met": v.criteria_met if v is not None else None,
+            "explanation": v.explanation if v is not None else None,
+            "error": e,
+        }
+        for c, v, e in zip(g.row.rubrics, g.verdicts, g.errors, strict=True)
+    ]
+    return {
+        "prompt_id": g.row.prompt_id,
+        "example_tags": list(g.row.example_tags),
+        "answer": g.answer.text,
+        "finish_reason": g.answer.finish_reason,
+        "scores": example_metrics(g.row, g.met) if g.complete else None,
+        "criteria": criteria,
+    }
+
+
+def judge_label(results: dict[str, Any]) -> str:
+    judge = results["judge"]
+    return f"{judge['id']} (grader {judge['grader']['fingerprint']})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The summary: every score with its bootstrap std, count and judge; excluded rows; reward check."""
+    judge, rows, scores = judge_label(results), results["rows"], results["scores"]
+    lines = [
+        f"# HealthBench: {results['policy']['id']}",
+        "",
+        f"- judge: `{judge}`; scores are comparable only under the same judge",
+        f"- rows: `{rows['file']}` (sha256 {rows['sha256'][:12]}): {rows['selected']} selected, "
+        f"{rows['graded']} graded, {rows['ungraded']} ungraded, {rows['unanswered']} unanswered, "
+        f"{rows['without_ideal_completion']} without an ideal completion (all excluded from the scores)",
+        f"- mode: {results['mode']}; bootstrap: {results['bootstrap']['samples']} resamples; "
+        f"{results['started']} to {results['finished']}",
+        "",
+    ]
+    for title, keys in grouped(scores):
+        lines += [f"## {title}", "", "| score | value | bootstrap std | n | judge |", "|---|---:|---:|---:|---|"]
+        for key in keys:
+            s = scores[key]
+            lines.append(f"| {key} | {s['score']:.4f} | {s['bootstrap_std']:.4f} | {s['n']} | {judge} |")
+        lines.append("")
+    lines += _reward_lines(results.get("reward_check"), judge)
+    lines += _excluded_lines(results)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _reward_lines(check: dict[str, Any] | None, judge: str) -> list[str]:
+    if not check:
+        return []
+    lines = [
+        f"## Internalised reward: `{check['reward_model']}`",
+        "",
+        "Spearman correlation between the reward model's dimension and the judge-graded score, over graded rows.",
+        "",
+        "| score | reward dimension | Spearman | n | judge |",
+        "|---|---|---:|---:|---|",
+    ]
+    for key, entry in check["axes"].items():
+        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:.4f}"
+        lines.append(f"| {key} | {entry['dimension']} | {rho} | {entry['n']} | {judge} |")
+    return [*lines, ""]
+
+
+def _excluded_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    if results["ungraded_rows"]:
+        lines += ["## Ungraded rows (excluded; rerun to grade them)", ""]
+        for row in results["ungraded_rows"]:
+            for item in row["criteria"]:
+                lines.append(f"- `{row['prompt_id']}`: {item['criterion']}: {item['error']}")
+        lines.append("")
+    if results["unanswered_rows"]:
+        lines += ["## Unanswered rows (excluded; rerun to answer them)", ""]
+        lines += [f"- `{row['prompt_id']}`: {row['error']}" for row in results["unanswered_rows"]]
+        lines.append("")
+    return lines
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Horizontal bars of the axis and theme scores with bootstrap error bars; overall as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = results["scores"]
+    keys = [k for title, ks in grouped(scores) if title in ("Axes", "Themes") for k in ks]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * max(len(keys), 1)), dpi=120)
+    ax.barh(
+        range(len(keys)),
+        [scores[k]["score"] for k in keys],
+        xerr=[scores[k]["bootstrap_std"] for k in keys],
+        color=["#4c72b0" if k.startswith("axis:") else "#55a868" for k in keys],
+        capsize=3,
+    )
+    ax.set_yticks(range(len(keys)), [f"{k} (n={scores[k]['n']})" for k in keys], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    if OVERALL in scores:
+        ax.axvline(
+            scores[OVERALL]["score"], color="#c44e52", linestyle="--", label=f"overall {scores[OVERALL]['score']:.3f}"
+        )
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("score (clipped mean), error bars: bootstrap std")
+    ax.set_title(f"HealthBench: {results['policy']['id']}\njudge: {judge_label(results)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".tmp.png"))
+    plt.close(fig)
+    path.with_suffix(".tmp.png").replace(path)

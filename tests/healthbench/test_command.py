@@ -1,0 +1,98 @@
+"""``python -m lit_mrrml healthbench``: shipped configs, exit codes, and ctrl-C then resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lit_mrrml.healthbench.command import build_parser, healthbench_command
+from lit_mrrml.healthbench.rows import BUNDLED_ROWS, load_rows
+from lit_mrrml.testing import ChatServer, RubricJudgeRules
+from tests.conftest import ROOT
+from tests.healthbench.conftest import GRADED_ROWS, write_rows
+from tests.healthbench.test_evaluate import Stubborn
+from tests.test_cli import run_cli
+
+CONFIGS = sorted((ROOT / "configs" / "eval").glob("healthbench_*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_parses_and_builds(config, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    parser = build_parser()
+    job = parser.instantiate(parser.parse_args(["--config", str(config)]))
+    assert job.judge is not None and job.output_dir.startswith("runs/healthbench/")
+
+
+def flags(server: ChatServer, output, *extra: str) -> list[str]:
+    return [
+        "--config", str(ROOT / "configs" / "eval" / "healthbench_loopback.yaml"),
+        f"--judge.init_args.base_url={server.url}", f"--output_dir={output}", "--progress=false", *extra,
+    ]  # fmt: skip
+
+
+def test_a_run_exits_0_and_prints_every_score_with_the_judge(tmp_path, capsys):
+    with ChatServer(RubricJudgeRules()) as server:
+        assert healthbench_command(flags(server, tmp_path / "out", "--rows.limit=5")) == 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "axis:accuracy" in out and out.count("openai:rule-judge@") >= 6
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["config"]["rows"]["limit"] == 5 and results["config"]["mode"] == "ideal"
+
+
+def test_left_out_rows_exit_1_and_a_bad_config_exits_2(tmp_path, capsys):
+    with ChatServer(Stubborn()) as server:
+        rows = write_rows(tmp_path / "rows.jsonl", GRADED_ROWS)
+        code = healthbench_command(
+            flags(server, tmp_path / "out", f"--rows.path={rows}", "--judge.init_args.retry.max_attempts=2")
+        )
+        assert code == 1
+        assert "1 row(s) with ungraded criteria were left out" in capsys.readouterr().err
+        assert healthbench_command(flags(server, tmp_path / "out", "--rows.themes=[hedgin]")) == 2
+        assert "did you mean 'hedging'" in capsys.readouterr().err
+
+
+def test_help_documents_the_fields():
+    out = run_cli("healthbench", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "--rows.limit" in out.stdout and "--reward_check.model" in out.stdout and "--grader.template" in out.stdout
+
+
+def verdict_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
+    with ChatServer(RubricJudgeRules(), latency=0.02) as server:
+        args = flags(server, tmp_path / "out", "--rows.limit=40", "--judge.init_args.concurrency=4")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        cache = tmp_path / "out" / "cache" / "verdicts.jsonl"
+        process = subprocess.Popen([sys.executable, "-m", "lit_mrrml", "healthbench", *args], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while len(verdict_lines(cache)) < 40 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert "rerun the same command to resume" in err
+        assert not (tmp_path / "out" / "results.json").exists()
+        saved = verdict_lines(cache)  # every line whole: json.loads would fail on a cut one
+        assert cache.read_bytes().endswith(b"\n") and len(saved) >= 40
+        total = sum(len(r.rubrics) for r in load_rows(BUNDLED_ROWS, limit=40) if r.ideal_completion is not None)
+        assert len(saved) < total
+        before = server.requests
+        assert healthbench_command(args) == 0
+        assert server.requests - before == total - len(saved)  # only what was missing
+        keys = [(r["conversation"], r["criterion"]) for r in verdict_lines(cache)]
+        assert len(keys) == len(set(keys)) == total
+        reference = tmp_path / "reference"
+        assert healthbench_command(flags(server, reference, "--rows.limit=40")) == 0
+    resumed = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]
+    assert resumed == json.loads((reference / "results.json").read_text())["scores"]
