@@ -9,13 +9,10 @@ a bad config; 130 when interrupted (ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ArgumentParser
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,17 +21,17 @@ from lit_mrrml.generate.pipeline import DataGenerator
 from lit_mrrml.generate.run import GenerationAborted, RunCounters
 from lit_mrrml.generate.store import ConfigMismatchError
 from lit_mrrml.generate.templates import TemplateError
+from lit_mrrml.jobcommand import INTERRUPTED, build_job, error, job_parser, running, stderr_console
 from lit_mrrml.matrix import MatrixError
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m lit_mrrml generate",
-        description="Synthetic ranked units from the rubric matrix (prompts, graded answers, a blind judge).",
+    return job_parser(
+        DataGenerator,
+        "python -m lit_mrrml generate",
+        "Synthetic ranked units from the rubric matrix (prompts, graded answers, a blind judge).",
+        "A generation config (configs/generate/*.yaml).",
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="A generation config (configs/generate/*.yaml).")
-    parser.add_class_arguments(DataGenerator, None, fail_untyped=True)
-    return parser
 
 
 def print_summary(console: Console, counters: RunCounters) -> None:
@@ -61,31 +58,21 @@ def print_summary(console: Console, counters: RunCounters) -> None:
 
 
 def generate_command(argv: list[str]) -> int:
-    parser = build_parser()
-    config = parser.parse_args(argv)
-    console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
-    try:
-        init = parser.instantiate(config)
-        job = DataGenerator(**{k: v for k, v in vars(init).items() if k != "config"})
-    except (ValueError, FileNotFoundError, MatrixError, TemplateError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
+    parser, console = build_parser(), stderr_console()
+    built = build_job(parser, DataGenerator, argv, (ValueError, FileNotFoundError, MatrixError, TemplateError), console)
+    if built is None:
         return 2
+    job, config = built
     job.config_yaml = parser.dump(config, skip_none=False)
-    handler, package_log = RichHandler(console=console, show_path=False), logging.getLogger("lit_mrrml")
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
-    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop works like ctrl-C
     try:
-        counters = job.run()
+        with running(console):
+            counters = job.run()
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] finished work is saved; rerun the same command to resume")
-        return 130
+        return INTERRUPTED
     except (GenerationAborted, BackendError, ConfigMismatchError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
+        error(console, err)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-        package_log.removeHandler(handler)
     print_summary(Console(emoji=False, highlight=False), counters)
     if counters.failed:
         console.print(

@@ -9,30 +9,27 @@ a bad config or rows file; 130 when interrupted (ctrl-C or SIGTERM), with the ca
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
 
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ArgumentParser
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from lit_mrrml.backends.base import BackendError
 from lit_mrrml.healthbench.evaluate import HealthBenchEval, RunOutcome
 from lit_mrrml.healthbench.report import grouped, judge_label
+from lit_mrrml.jobcommand import INTERRUPTED, build_job, error, job_parser, running, stderr_console
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m lit_mrrml healthbench",
-        description="Answer HealthBench rows with a policy, grade them with a judge, and report the scores.",
+    return job_parser(
+        HealthBenchEval,
+        "python -m lit_mrrml healthbench",
+        "Answer HealthBench rows with a policy, grade them with a judge, and report the scores.",
+        "A HealthBench config (configs/eval/*.yaml).",
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="A HealthBench config (configs/eval/*.yaml).")
-    parser.add_class_arguments(HealthBenchEval, None, fail_untyped=True)
-    return parser
 
 
 def print_scores(console: Console, outcome: RunOutcome) -> None:
@@ -56,38 +53,27 @@ def print_scores(console: Console, outcome: RunOutcome) -> None:
 
 
 def healthbench_command(argv: list[str]) -> int:
-    parser = build_parser()
-    config = parser.parse_args(argv)
-    console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
-    try:
-        init = parser.instantiate(config)
-        job = HealthBenchEval(**{k: v for k, v in vars(init).items() if k != "config"})
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
+    parser, console = build_parser(), stderr_console()
+    built = build_job(parser, HealthBenchEval, argv, (ValueError, FileNotFoundError), console)
+    if built is None:
         return 2
+    job, config = built
     job.config = yaml.safe_load(parser.dump(config, skip_none=False))
-    handler, package_log = RichHandler(console=console, show_path=False), logging.getLogger("lit_mrrml")
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
-    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop works like ctrl-C
     try:
-        outcome = job.run()
+        with running(console):
+            outcome = job.run()
     except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted:[/] answers and verdicts so far are cached; rerun the same command to resume"
-        )
-        return 130
+        console.print("[yellow]interrupted:[/] what was answered and graded is cached; rerun the command to resume")
+        return INTERRUPTED
     except (BackendError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
+        error(console, err)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-        package_log.removeHandler(handler)
     print_scores(Console(emoji=False, highlight=False, width=160), outcome)
     if not outcome.complete:
-        console.print(
-            f"[red]error:[/] {outcome.unanswered} row(s) unanswered and {outcome.ungraded} row(s) with ungraded "
-            "criteria were left out of the scores (listed in summary.md); rerun the same command to retry them"
+        error(
+            console,
+            f"{outcome.unanswered} row(s) unanswered and {outcome.ungraded} row(s) with ungraded criteria were "
+            "left out of the scores (listed in summary.md); rerun the same command to retry them",
         )
         return 1
     return 0

@@ -49,9 +49,8 @@ class Criterion:
     tags: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        """How the grader is shown the item: ``[points] criterion``, as in the reference."""
-        points = int(self.points) if float(self.points).is_integer() else self.points
-        return f"[{points}] {self.criterion}"
+        """How the grader is shown the item: ``[points] criterion``, the points as the file has them."""
+        return f"[{self.points}] {self.criterion}"
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130, err
-        assert "rerun the same command to resume" in err
+        assert "is cached; rerun the command to resume" in err
         assert not (tmp_path / "out" / "results.json").exists()
         saved = verdict_lines(cache)  # every line whole: json.loads would fail on a cut one
         assert cache.read_bytes().endswith(b"\n") and len(saved) >= 40

@@ -219,5 +219,5 @@ def test_the_report_counts_this_runs_requests_and_retries(tmp_path, rows_file):
     with ChatServer(RubricJudgeRules(), FaultPlan(per_request=["503"])) as server:
         outcome = make_eval(tmp_path / "out", server, rows_file).run()
     assert outcome.results["requests_this_run"] == {"judge": {"replies": 7, "attempts": 14, "retries": 7}}
-    with pytest.raises(FileNotFoundError, match="reward_check.model"):
+    with pytest.raises(FileNotFoundError, match=r"reward_check\.model"):
         make_eval(tmp_path, server, rows_file, reward_check=RewardCheckOptions(model=str(tmp_path / "none")))

@@ -24,7 +24,7 @@ def test_the_conversation_reads_as_role_content_turns_with_the_answer_last():
 
 
 def test_a_request_holds_the_conversation_the_item_and_the_reference_settings():
-    request = Grader().request("user: Hi?\n\nassistant: Hello.", Criterion("Greets the user", -3.0))
+    request = Grader().request("user: Hi?\n\nassistant: Hello.", Criterion("Greets the user", -3))
     (system, user) = request.message_dicts
     assert system == {"role": "system", "content": "You are a helpful assistant."}
     assert (
@@ -33,6 +33,7 @@ def test_a_request_holds_the_conversation_the_item_and_the_reference_settings():
     assert '"criteria_met"' in user["content"] and "negative points" in user["content"]
     assert (request.max_tokens, request.temperature, request.json_mode) == (2048, 0.5, False)
     assert request.parse is parse_verdict
+    assert str(Criterion("Half-met", 2.5)) == "[2.5] Half-met"
 
 
 def test_settings_change_the_fingerprint_and_a_custom_template_needs_both_placeholders(tmp_path):
