@@ -18,7 +18,7 @@ from lit_mrrml.healthbench.grader import Grader, Verdict, conversation_hash, ren
 from lit_mrrml.healthbench.rows import HealthBenchRow
 from lit_mrrml.healthbench.store import VERDICT_KEY, KeyedLog
 
-CHUNK = 1024  # judge requests handed to the backend at once
+CHUNK = 4096  # judge requests handed to the backend at once (its own concurrency limit applies)
 
 
 @dataclass
@@ -92,7 +92,9 @@ class RubricGrading:
             await self._run(work[start : start + CHUNK], on_done)
         return graded
 
-    async def _run(self, chunk: list[tuple[GradedRow, int, str, ChatRequest]], on_done: Callable[[ChatReply], None]):
+    async def _run(
+        self, chunk: list[tuple[GradedRow, int, str, ChatRequest]], on_done: Callable[[ChatReply], None]
+    ) -> None:
         def store(i: int, reply: ChatReply) -> None:
             item, j, conv, _ = chunk[i]
             criterion = str(item.row.rubrics[j])

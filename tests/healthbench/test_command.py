@@ -20,6 +20,7 @@ from tests.healthbench.test_evaluate import Stubborn
 from tests.test_cli import run_cli
 
 CONFIGS = sorted((ROOT / "configs" / "eval").glob("healthbench_*.yaml"))
+LOOPBACK = ROOT / "configs" / "eval" / "healthbench_loopback.yaml"
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -32,7 +33,7 @@ def test_every_shipped_config_parses_and_builds(config, monkeypatch):
 
 def flags(server: ChatServer, output, *extra: str) -> list[str]:
     return [
-        "--config", str(ROOT / "configs" / "eval" / "healthbench_loopback.yaml"),
+        "--config", str(LOOPBACK),
         f"--judge.init_args.base_url={server.url}", f"--output_dir={output}", "--progress=false", *extra,
     ]  # fmt: skip
 
@@ -96,3 +97,20 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
         assert healthbench_command(flags(server, reference, "--rows.limit=40")) == 0
     resumed = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]
     assert resumed == json.loads((reference / "results.json").read_text())["scores"]
+
+
+def test_the_readme_dry_run_against_the_server_process(tmp_path):
+    """``python -m lit_mrrml.testing --rules healthbench`` then the loopback config, as the README says."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "lit_mrrml.testing", "--port", "0", "--rules", "healthbench"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline().strip()
+        assert line.startswith("serving http://127.0.0.1:"), line
+        url = line.removeprefix("serving ")
+        args = ["--config", str(LOOPBACK), f"--judge.init_args.base_url={url}", f"--output_dir={tmp_path}"]
+        assert healthbench_command([*args, "--rows.limit=3", "--progress=false"]) == 0
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert json.loads((tmp_path / "results.json").read_text())["rows"]["graded"] == 3
