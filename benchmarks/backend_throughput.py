@@ -20,8 +20,8 @@ import time
 from lit_mrrml.backends import ChatRequest, OpenAIChatBackend
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "lit_mrrml.testing", "--port", "0", "--latency", str(latency)]
+def start_server(latency: float, rules: str = "generation") -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "lit_mrrml.testing", "--port", "0", "--latency", str(latency), "--rules", rules]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     line = server.stdout.readline().strip()

@@ -71,7 +71,7 @@ def verdict_lines(path) -> list[dict]:
 
 def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
     with ChatServer(RubricJudgeRules(), latency=0.02) as server:
-        args = flags(server, tmp_path / "out", "--rows.limit=40", "--judge.init_args.concurrency=4")
+        args = flags(server, tmp_path / "out", "--rows.limit=80", "--judge.init_args.concurrency=4")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         cache = tmp_path / "out" / "cache" / "verdicts.jsonl"
         process = subprocess.Popen([sys.executable, "-m", "lit_mrrml", "healthbench", *args], cwd=ROOT, env=env,
@@ -86,7 +86,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
         assert not (tmp_path / "out" / "results.json").exists()
         saved = verdict_lines(cache)  # every line whole: json.loads would fail on a cut one
         assert cache.read_bytes().endswith(b"\n") and len(saved) >= 40
-        total = sum(len(r.rubrics) for r in load_rows(BUNDLED_ROWS, limit=40) if r.ideal_completion is not None)
+        total = sum(len(r.rubrics) for r in load_rows(BUNDLED_ROWS, limit=80) if r.ideal_completion is not None)
         assert len(saved) < total
         before = server.requests
         assert healthbench_command(args) == 0
@@ -94,7 +94,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
         keys = [(r["conversation"], r["criterion"]) for r in verdict_lines(cache)]
         assert len(keys) == len(set(keys)) == total
         reference = tmp_path / "reference"
-        assert healthbench_command(flags(server, reference, "--rows.limit=40")) == 0
+        assert healthbench_command(flags(server, reference, "--rows.limit=80")) == 0
     resumed = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]
     assert resumed == json.loads((reference / "results.json").read_text())["scores"]
 
