@@ -34,7 +34,6 @@ class Answer:
     messages: tuple[tuple[str, str], ...]  # (role, content), the system prompt included
     text: str
     finish_reason: str | None = None
-    cached: bool = False
 
     @property
     def message_dicts(self) -> list[dict[str, str]]:
@@ -83,7 +82,7 @@ class PolicyAnswers:
         record = self.cache.get(self.id, row.prompt_id)
         if record is None or record["prompt_hash"] != row.prompt_hash:
             return None
-        return Answer(sent_messages(row, self.options), record["text"], record.get("finish_reason"), cached=True)
+        return Answer(sent_messages(row, self.options), record["text"], record.get("finish_reason"))
 
     def request(self, row: HealthBenchRow) -> ChatRequest:
         o = self.options

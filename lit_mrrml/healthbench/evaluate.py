@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,6 @@ class RunOutcome:
     report_dir: Path
     unanswered: int = 0
     ungraded: int = 0
-    usage: dict[str, Usage] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -130,7 +129,7 @@ class HealthBenchEval:
         results |= {"started": started, "finished": _now()}
         write_report(results, graded, self.output_dir)
         ungraded = sum(not g.complete for g in graded)
-        return RunOutcome(results, self.output_dir, len(unanswered), ungraded, usage)
+        return RunOutcome(results, self.output_dir, len(unanswered), ungraded)
 
     async def _answer(
         self, store: RunStore, progress: StageProgress, usage: Usage

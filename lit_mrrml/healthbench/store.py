@@ -44,9 +44,6 @@ class KeyedLog:
         self.log.append([record])
         self._records[self.key(record)] = record
 
-    def __len__(self) -> int:
-        return len(self._records)
-
     def close(self) -> None:
         self.log.close()
 
