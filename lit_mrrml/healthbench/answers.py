@@ -13,12 +13,14 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from lit_mrrml.backends.base import ChatBackend, ChatReply, ChatRequest
 from lit_mrrml.backends.hf_local import HFLocalBackend
 from lit_mrrml.healthbench.fingerprint import files_fingerprint
+from lit_mrrml.healthbench.grader import conversation_hash
 from lit_mrrml.healthbench.options import AnswerOptions
 from lit_mrrml.healthbench.rows import HealthBenchRow
 from lit_mrrml.healthbench.store import KeyedLog
@@ -38,6 +40,11 @@ class Answer:
     @property
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
+
+    @cached_property
+    def conversation_hash(self) -> str:
+        """The hash of the graded conversation: the key of its verdicts and rewards in the caches."""
+        return conversation_hash(self.message_dicts, self.text)
 
 
 def sent_messages(row: HealthBenchRow, options: AnswerOptions) -> tuple[tuple[str, str], ...]:

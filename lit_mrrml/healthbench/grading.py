@@ -14,7 +14,7 @@ from typing import Any
 
 from lit_mrrml.backends.base import ChatBackend, ChatReply, ChatRequest
 from lit_mrrml.healthbench.answers import Answer
-from lit_mrrml.healthbench.grader import Grader, Verdict, conversation_hash, render_conversation
+from lit_mrrml.healthbench.grader import Grader, Verdict, render_conversation
 from lit_mrrml.healthbench.rows import HealthBenchRow
 from lit_mrrml.healthbench.store import VERDICT_KEY, KeyedLog
 
@@ -60,8 +60,7 @@ class RubricGrading:
         for row in rows:
             answer = answers.get(row.prompt_id)
             if answer is not None:
-                conv = conversation_hash(answer.message_dicts, answer.text)
-                missing += sum(self._cached(conv, c) is None for c in map(str, row.rubrics))
+                missing += sum(self._cached(answer.conversation_hash, str(c)) is None for c in row.rubrics)
         return missing
 
     def _cached(self, conversation: str, criterion: str) -> Verdict | None:
@@ -75,29 +74,27 @@ class RubricGrading:
         on_done: Callable[[ChatReply], None],
     ) -> list[GradedRow]:
         """A GradedRow for every answered row, in the rows' order."""
-        graded, work = [], []  # work: (graded row, criterion index, conversation hash, request)
+        graded, work = [], []  # work: (graded row, criterion index, request)
         for row in rows:
             answer = answers.get(row.prompt_id)
             if answer is None:
                 continue
-            conv = conversation_hash(answer.message_dicts, answer.text)
-            item = GradedRow(row, answer, [self._cached(conv, str(c)) for c in row.rubrics], [None] * len(row.rubrics))
+            verdicts = [self._cached(answer.conversation_hash, str(c)) for c in row.rubrics]
+            item = GradedRow(row, answer, verdicts, [None] * len(row.rubrics))
             graded.append(item)
             text = None
             for j, criterion in enumerate(row.rubrics):
                 if item.verdicts[j] is None:
                     text = text or render_conversation(answer.message_dicts, answer.text)
-                    work.append((item, j, conv, self.grader.request(text, criterion)))
+                    work.append((item, j, self.grader.request(text, criterion)))
         for start in range(0, len(work), CHUNK):
             await self._run(work[start : start + CHUNK], on_done)
         return graded
 
-    async def _run(
-        self, chunk: list[tuple[GradedRow, int, str, ChatRequest]], on_done: Callable[[ChatReply], None]
-    ) -> None:
+    async def _run(self, chunk: list[tuple[GradedRow, int, ChatRequest]], on_done: Callable[[ChatReply], None]) -> None:
         def store(i: int, reply: ChatReply) -> None:
-            item, j, conv, _ = chunk[i]
-            criterion = str(item.row.rubrics[j])
+            item, j, _ = chunk[i]
+            criterion, conv = str(item.row.rubrics[j]), item.answer.conversation_hash
             if reply.ok:
                 verdict: Verdict = reply.value
                 item.verdicts[j] = verdict

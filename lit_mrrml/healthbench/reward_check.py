@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lit_mrrml.aggregate import weighted_total
 from lit_mrrml.data.collate import RankedUnitCollator
 from lit_mrrml.data.encode import encode_unit
 from lit_mrrml.data.units import RankedUnit
 from lit_mrrml.healthbench.fingerprint import files_fingerprint
-from lit_mrrml.healthbench.grader import conversation_hash
 from lit_mrrml.healthbench.grading import GradedRow
 from lit_mrrml.healthbench.options import RewardCheckOptions
 from lit_mrrml.healthbench.scoring import OVERALL, example_metrics
@@ -86,20 +86,18 @@ class RewardScorer:
         self.collate = RankedUnitCollator(int(self.tokenizer.pad_token_id))
 
     def pending(self, graded: Sequence[GradedRow]) -> int:
-        return sum(self.cache.get(self.id, self._key(g)) is None for g in graded)
-
-    def _key(self, g: GradedRow) -> str:
-        return conversation_hash(g.answer.message_dicts, g.answer.text)
+        return sum(self.cache.get(self.id, g.answer.conversation_hash) is None for g in graded)
 
     def score(self, graded: Sequence[GradedRow], advance: Callable[[int], None]) -> list[list[float]]:
         """(N, L) rewards of every answer on every dimension, in order."""
-        todo = [g for g in graded if self.cache.get(self.id, self._key(g)) is None]
+        todo = [g for g in graded if self.cache.get(self.id, g.answer.conversation_hash) is None]
         for start in range(0, len(todo), self.options.batch_size):
             batch = todo[start : start + self.options.batch_size]
             for g, rewards in zip(batch, self._forward(batch), strict=True):
-                self.cache.put({"reward_model": self.id, "conversation": self._key(g), "rewards": rewards})
+                record = {"reward_model": self.id, "conversation": g.answer.conversation_hash, "rewards": rewards}
+                self.cache.put(record)
             advance(len(batch))
-        return [self.cache.get(self.id, self._key(g))["rewards"] for g in graded]  # type: ignore[index]
+        return [self.cache.get(self.id, g.answer.conversation_hash)["rewards"] for g in graded]  # type: ignore[index]
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[GradedRow]) -> list[list[float]]:
@@ -119,13 +117,11 @@ class RewardScorer:
 
     def totals(self, graded: Sequence[GradedRow], rewards: list[list[float]]) -> list[float]:
         """The scenario-weighted total reward of each answer (uniform where no scenario matches)."""
-        weights = self._theme_weights()
+        by_theme = self._theme_weights()
         uniform = [1.0 / self.model.num_dimensions] * self.model.num_dimensions
-        totals = []
-        for g, r in zip(graded, rewards, strict=True):
-            w = next((weights[t] for t in g.row.example_tags if t in weights), uniform)
-            totals.append(sum(wi * ri for wi, ri in zip(w, r, strict=True)))
-        return totals
+        weights = [next((by_theme[t] for t in g.row.example_tags if t in by_theme), uniform) for g in graded]
+        totals = weighted_total(torch.tensor(rewards, dtype=torch.float64), torch.tensor(weights, dtype=torch.float64))
+        return totals.tolist()  # (N,)
 
     def _theme_weights(self) -> dict[str, list[float]]:
         if self.model.matrix_snapshot is None:
