@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lit_mrrml.jsonio import dumps
 
 
 class RewardPredictionWriter(BasePredictionWriter):
@@ -47,7 +48,7 @@ class RewardPredictionWriter(BasePredictionWriter):
     ) -> None:
         assert self.path is not None
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(record) + "\n" for record in prediction))
+            handle.write("".join(dumps(record, str(self.path)) + "\n" for record in prediction))
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.path is not None and trainer.is_global_zero:

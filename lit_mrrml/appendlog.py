@@ -3,8 +3,10 @@
 Each ``append`` writes its whole batch of lines with one ``write`` on an ``O_APPEND`` descriptor,
 so lines from one process never interleave and a kill can cut at most the batch being written.
 A line counts only once its newline is on disk: readers ignore a last line without one (a write
-in progress or cut short), and opening the log for appending truncates such a tail first. With
-``fsync`` each batch is also forced to the disk, for power loss as well as kills.
+in progress or cut short), and opening the log for appending truncates such a tail first
+(``repair_tail``, which a writer may call earlier to learn what was cut, and which logs a warning
+naming the file). With ``fsync`` each batch is also forced to the disk, for power loss as well as
+kills.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from lit_mrrml.jsonio import dumps
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +49,27 @@ class AppendLog:
                     raise ValueError(f"{self.path}:{number}: a record must be a JSON object")
                 yield record
 
+    def repair_tail(self) -> int:
+        """Cut an unfinished last line (a kill during a write) now; returns the bytes cut (0: the file ends cleanly).
+
+        Opening the log for appending does it anyway; a writer that must report what it took over
+        calls it first (``GenerationStore.prepare``). The warning names the file.
+        """
+        dropped = truncate_partial_tail(self.path)
+        if dropped:
+            log.warning("%s: dropped %d bytes of an unfinished last line (a killed write)", self.path, dropped)
+        return dropped
+
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            dropped = truncate_partial_tail(self.path)
-            if dropped:
-                log.warning("%s: dropped %d bytes of an unfinished last line (a killed write)", self.path, dropped)
+            self.repair_tail()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return self._fd
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Write records as complete lines in one write; returns how many."""
-        lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records]
+        lines = [dumps(r, str(self.path), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records]
         if not lines:
             return 0
         data, fd = "".join(lines).encode("utf-8"), self._open()
@@ -114,6 +127,6 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Replace ``path`` with these records, one a line, in one step; returns how many."""
-    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    lines = [dumps(record, str(path), ensure_ascii=False) + "\n" for record in records]
     write_text_atomic(path, "".join(lines))
     return len(lines)

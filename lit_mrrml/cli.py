@@ -4,21 +4,32 @@ fit/validate/test/predict go through LightningCLI (``--config``, dotted override
 ``matrix FILE`` validates a rubric matrix and prints its coverage; ``generate --config FILE`` writes
 synthetic ranked units from it (lit_mrrml.generate); ``healthbench --config FILE`` answers and grades
 HealthBench rows and writes a report (lit_mrrml.healthbench).
+
+Bad input (a matrix, units, config or checkpoint that must be fixed: an ``InputError``, or a missing
+file) prints one message naming the file and line or the key path, and exits 2; ``--debug`` (or
+``LIT_MRRML_DEBUG=1``) shows the traceback too.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from jsonargparse import ArgumentParser
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_mrrml.errors import DEBUG_ENV, INPUT_ERROR, InputError
+from lit_mrrml.jsonio import dumps
+from lit_mrrml.textio import read_text
+
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix", "generate", "healthbench")
+log = logging.getLogger(__name__)
 
 
 class MRRMLCLI(LightningCLI):
@@ -28,6 +39,11 @@ class MRRMLCLI(LightningCLI):
     - ``data`` -> ``model.num_dimensions``, ``model.dimension_names`` and ``model.matrix``: the
       reward head gets one output per dimension of the data's rubric matrix.
     After ``validate`` and ``test``, the metrics are also written to ``<log_dir>/<stage>_metrics.json``.
+
+    Checkpoints without a ``dirpath`` go to ``<default_root_dir>/checkpoints``, one folder for every
+    run into the same root (the logs keep Lightning's ``version_N``), so that ``fit --ckpt_path last``
+    after a crash or a kill finds the run's ``last.ckpt``. A ``--ckpt_path`` is checked to be a
+    Lightning checkpoint before anything is built.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -51,14 +67,50 @@ class MRRMLCLI(LightningCLI):
             "data", "model.init_args.matrix", compute_fn=lambda dm: dm.matrix.to_dict(), apply_on="instantiate"
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse a ``--ckpt_path`` that is not a Lightning checkpoint, before LightningCLI
+        reads its hyperparameters and before the model is built."""
+        from lit_mrrml.modules.checkpoint import check_lightning_checkpoint
+
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path:
+            check_lightning_checkpoint(ckpt_path)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        root = str(trainer.default_root_dir)
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None and "://" not in root:
+                callback.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
+        return trainer
+
+    def before_fit(self) -> None:
+        """Say so when the checkpoint folder holds an earlier run's last.ckpt and this run does not resume it."""
+        ckpt_path = self.config.get(str(self.subcommand), self.config).get("ckpt_path")
+        for callback in self.trainer.checkpoint_callbacks:
+            folder = getattr(callback, "dirpath", None)
+            earlier = sorted(Path(folder).glob("last*.ckpt")) if folder and not ckpt_path else []
+            if earlier:
+                log.warning(
+                    "%s already holds %s from an earlier run: this run starts from scratch and saves beside it "
+                    "(add --ckpt_path last to resume that run instead)",
+                    folder,
+                    earlier[-1].name,
+                )
+
     def _write_metrics(self, stage: str) -> Path | None:
         if not self.trainer.is_global_zero:
             return None
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
         path = Path(self.trainer.log_dir or ".") / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
+        skipped = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if skipped:  # a metric without data (NaN), e.g. order accuracy with no K >= 3 unit
+            log.warning("%s: left out non-finite metrics %s", path, skipped)
         clean = {k: v for k, v in sorted(metrics.items()) if math.isfinite(v)}
-        path.write_text(json.dumps(clean, indent=2), encoding="utf-8")
+        path.write_text(dumps(clean, str(path), indent=2), encoding="utf-8")
         print(f"{stage} metrics written to {path}")
         return path
 
@@ -71,33 +123,75 @@ class MRRMLCLI(LightningCLI):
 
 def matrix_command(argv: list[str]) -> int:
     """``python -m lit_mrrml matrix FILE``: validate a rubric matrix and print its coverage."""
-    from lit_mrrml.matrix import MatrixError, RubricMatrix
+    from lit_mrrml.matrix import RubricMatrix
     from lit_mrrml.matrix.coverage import print_coverage
 
     parser = ArgumentParser(prog="python -m lit_mrrml matrix", description=matrix_command.__doc__)
     parser.add_argument("file", type=str, help="Rubric matrix YAML file.")
     args = parser.parse_args(argv)
-    try:
-        matrix = RubricMatrix.from_yaml(args.file)
-    except (MatrixError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print_coverage(matrix)
+    print_coverage(RubricMatrix.from_yaml(args.file))  # a MatrixError is an input error: main reports it
+    return 0
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The files given to ``--config`` (``--config FILE`` or ``--config=FILE``)."""
+    found = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    return found + [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+
+
+def check_config_files(args: list[str]) -> None:
+    """Every ``--config`` file must be UTF-8 text (jsonargparse would end in a bare UnicodeDecodeError)."""
+    for path in config_files(args):
+        if Path(path).is_file():
+            read_text(path)
+
+
+def dispatch(args: list[str], argv: list[str] | None) -> int:
+    """Run the command ``args`` names; ``argv`` is what LightningCLI gets (None: the process's)."""
+    command = args[0] if args else None
+    if command == "matrix":
+        return matrix_command(args[1:])
+    if command == "generate":
+        from lit_mrrml.generate.command import generate_command
+
+        return generate_command(args[1:])
+    if command == "healthbench":
+        from lit_mrrml.healthbench.command import healthbench_command
+
+        return healthbench_command(args[1:])
+    MRRMLCLI(args=argv)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; ``argv`` defaults to the process's command line."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] == "matrix":
-        return matrix_command(args[1:])
-    if args and args[0] == "generate":
-        from lit_mrrml.generate.command import generate_command
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        if argv is None:
+            sys.argv = [sys.argv[0], *args]  # LightningCLI reads the process's command line
+        else:
+            argv = args
+    try:
+        check_config_files(args)
+        return dispatch(args, argv)
+    except Exception as err:
+        cause = input_error(err)
+        if debug or cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return INPUT_ERROR
 
-        return generate_command(args[1:])
-    if args and args[0] == "healthbench":
-        from lit_mrrml.healthbench.command import healthbench_command
 
-        return healthbench_command(args[1:])
-    MRRMLCLI(args=argv)
-    return 0
+def input_error(err: BaseException) -> BaseException | None:
+    """The InputError or missing file behind ``err``, if any: jsonargparse wraps the errors of the
+    classes it builds (a data module refusing its matrix) in a ValueError of its own."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (InputError, FileNotFoundError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -8,7 +8,6 @@ a per-dimension table of pairwise accuracy, order accuracy and betweenness from 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_mrrml.cli import MRRMLCLI
+from lit_mrrml.jsonio import dumps
 
 METRICS = (("pair_acc", "pair"), ("order_acc", "order"), ("betweenness", "betw."))
 BASELINE = ["--model.loss.alpha=0", "--model.loss.beta=0"]
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(comparison_table(results, dimensions))
     minutes = (time.perf_counter() - started) / 60
     summary = {"config": args.config, "minutes": round(minutes, 2), "results": results}
-    (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (root / "summary.json").write_text(dumps(summary, "summary.json", indent=2), encoding="utf-8")
     console.print(f"done in {minutes:.1f} min; metrics in {root / 'summary.json'}")
     return 0
 

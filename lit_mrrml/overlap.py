@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.textio import read_lines
 
 Metric = Literal["jaccard", "containment"]
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -155,10 +156,7 @@ def read_reference_prompts(paths: Sequence[str]) -> list[tuple[str, str]]:
         path = Path(resolve_path(given))
         if not path.is_file():
             raise FileNotFoundError(f"evaluation file not found: {given}")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    out.append(_reference(path, number, line))
+        out += [_reference(path, number, line) for number, line in read_lines(path) if line.strip()]
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,20 @@ def unit_files(tmp_path: Path) -> dict[str, Path]:
         units = [make_unit(offset + i, k=2 + (i % 2), dimension=dims[i % 6]) for i in range(n)]
         files[split] = write_jsonl(tmp_path / f"{split}.jsonl", units)
     return files
+
+
+def dead_url() -> str:
+    """The base URL of a loopback port where nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def assert_stopped_early_saying_why_once(err: str, url: str) -> None:
+    """A command's stderr after it met an unreachable service: one warning, one final error line."""
+    assert f"{url}/chat/completions" in err and err.count("WARNING") == 1
+    assert err.count("Cannot connect to host") == 2  # the warning, and the final error naming the first one
+    (final,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert final.startswith(f"error: cannot reach {url}/chat/completions: 20 attempts in a row got no response")
+    assert final.endswith("finished work is saved: rerun the same command once the service answers")

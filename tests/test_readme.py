@@ -40,3 +40,25 @@ def test_healthbench_scoring_snippet_gives_the_worked_check_and_a_perfect_score(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "0.5"
     assert lines[1].startswith("42 {'score': 1.0, 'bootstrap_std': 0.0, 'n': 42}")
+
+
+def test_export_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    from lit_mrrml.cli import MRRMLCLI
+
+    monkeypatch.chdir(ROOT)
+    root = tmp_path / "runs" / "tiny"
+    limits = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    cli = MRRMLCLI(
+        args=["--config", "configs/reward/tiny.yaml", f"--trainer.default_root_dir={root}", *limits], run=False
+    )
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # what `fit --config configs/reward/tiny.yaml` leaves
+    snippet = python_block_after("**Export and reload outside Lightning**")
+    assert "runs/tiny/checkpoints/last.ckpt" in snippet and "exports/tiny" in snippet
+    snippet = snippet.replace("runs/tiny", str(root)).replace("exports/tiny", str(tmp_path / "exports" / "tiny"))
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert capsys.readouterr().out.splitlines()[-1] == str(cli.model.dimension_names)
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    with torch.no_grad():
+        expected = namespace["model"].eval().score_batch(batch)[0].rewards
+        torch.testing.assert_close(namespace["rm"].score_batch(batch)[0].rewards, expected)

@@ -4,7 +4,8 @@ A backend turns a batch of ``ChatRequest`` into one ``ChatReply`` each, in order
 for one request's failure: a reply that stays unusable after the bounded attempts comes back with
 ``error`` set (``bad_reply``: the model answered, but not in the requested form; ``request_failed``:
 no usable answer from the service), so the caller decides what to record. It raises
-``BackendError`` only for what would fail every request (a rejected API key, an unknown model).
+``BackendError`` only for what would fail every request (a rejected API key, an unknown model, a
+service that cannot be reached).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class BackendStats:
     attempts: int = 0
     replies: int = 0
     retries: int = 0
+    unreachable: int = 0  # attempts that got no response at all (connection errors, timeouts)
 
     def requests_per_second(self) -> float:
         elapsed = time.perf_counter() - self.started

@@ -13,11 +13,16 @@ from lit_mrrml.data.collate import RankedUnitCollator
 from lit_mrrml.data.encode import EncodedUnit, encode_unit
 from lit_mrrml.data.sampler import CellBalancedSampler
 from lit_mrrml.data.units import OnBadRecord, RankedUnit, read_units
+from lit_mrrml.errors import InputError
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "predict")
+
+
+class SplitLeakError(InputError):
+    """One prompt in two of the train, val and test splits."""
 
 
 class EncodedUnits(Dataset[EncodedUnit]):
@@ -75,7 +80,7 @@ class RubricDataModule(L.LightningDataModule):
         """
         super().__init__()
         if max_length < 8:
-            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
+            raise InputError(f"data.max_length must be at least 8 tokens, got {max_length}")
         self.matrix_path = matrix
         self.matrix = RubricMatrix.from_yaml(matrix)
         self.files = {"train": train_files, "val": val_files, "test": test_files, "predict": predict_files}
@@ -149,7 +154,7 @@ class RubricDataModule(L.LightningDataModule):
     def _loader(self, split: str, **kwargs: Any) -> DataLoader[Any]:
         dataset = self.datasets.get(split)
         if dataset is None or len(dataset) == 0:
-            raise ValueError(f"no {split} units: set data.{split}_files (and check skipped records)")
+            raise InputError(f"no {split} units: set data.{split}_files (and check skipped records)")
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         return DataLoader(
             dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collator, **kwargs
@@ -172,13 +177,15 @@ class RubricDataModule(L.LightningDataModule):
 
 
 def check_prompt_splits(units: dict[str, list[RankedUnit]]) -> None:
-    """Raise if one prompt has units in two of train, val and test (a leak from training to evaluation)."""
+    """Raise if one prompt has units in two of train, val and test (a leak from training to evaluation);
+    prompts are compared ignoring case and whitespace (``RankedUnit.prompt_key``)."""
     owner: dict[str, tuple[str, str]] = {}
     for split in ("train", "val", "test"):
         for unit in units.get(split, []):
             first = owner.setdefault(unit.prompt_key, (split, unit.id))
             if first[0] != split:
-                raise ValueError(
-                    f"prompt of unit '{unit.id}' ({split}) also appears in {first[0]} (unit '{first[1]}'): "
-                    "split ranked units by prompt so that no prompt is in two splits"
+                raise SplitLeakError(
+                    f"prompt of unit '{unit.id}' ({split}) also appears in {first[0]} (unit '{first[1]}'; prompts "
+                    "are compared ignoring case and whitespace): split ranked units by prompt so that no prompt is "
+                    "in two splits"
                 )

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lit_mrrml.errors import InputError
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.matrix.suggest import did_you_mean
+from lit_mrrml.textio import read_lines
 
 ROLES = ("system", "user", "assistant")
 OnBadRecord = Literal["fail", "skip"]
 
 
-class BadRecordError(ValueError):
+class BadRecordError(InputError):
     """A ranked-unit record that cannot be used, with the file and line in its message."""
 
 
@@ -42,8 +44,14 @@ class RankedUnit:
 
     @property
     def prompt_key(self) -> str:
-        """A stable hash of the prompt messages: units with equal prompts share it."""
-        return hashlib.sha1(json.dumps(self.prompt).encode("utf-8")).hexdigest()[:16]
+        """A stable hash of the prompt messages, compared as ``normalized_prompt``: units whose prompts
+        differ only in case or whitespace share it (the split-leak check must not miss a copy)."""
+        return hashlib.sha1(json.dumps(normalized_prompt(self.prompt)).encode("utf-8")).hexdigest()[:16]
+
+
+def normalized_prompt(prompt: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The messages with each content lower-cased, runs of whitespace as one space, and stripped."""
+    return [(role, " ".join(content.lower().split())) for role, content in prompt]
 
 
 def parse_unit(record: Any, matrix: RubricMatrix) -> RankedUnit:
@@ -105,15 +113,15 @@ def _prompt(prompt: Any) -> tuple[tuple[str, str], ...]:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | BadRecordError]]:
-    """(line number, decoded record or the decoding error) for each non-blank line."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield number, BadRecordError(f"invalid JSON: {err.msg} at column {err.colno}")
+    """(line number, decoded record or the decoding error) for each non-blank line; a line that is
+    not UTF-8 raises NotUTF8Error (the whole file is in another encoding, not one bad record)."""
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield number, BadRecordError(f"invalid JSON: {err.msg} at column {err.colno}")
 
 
 def read_units(

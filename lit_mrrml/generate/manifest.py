@@ -2,6 +2,13 @@
 
 Both are rebuilt from the output logs (all runs into the folder, not only this one) and replaced
 in one step each, so they are never half-written and always agree with the logs.
+
+The manifest's ``complete`` is true only when the logs on disk finish every planned unit key of
+the run's selection (kept, dropped, or on a slot out of prompt attempts) and no request of this
+run failed: a repaired log (a cut last line, named under ``this_run.repaired``) leaves it false
+until a run makes the lost records again. A run's start sets an earlier manifest's ``complete``
+to false before any work (``mark_incomplete``), so that a run killed where it cannot rewrite the
+manifest (SIGKILL, power loss) never leaves an earlier ``complete: true`` behind.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from lit_mrrml.backends.base import Usage
 from lit_mrrml.backends.cache import CachedBackend
 from lit_mrrml.generate.cells import Cell
 from lit_mrrml.generate.options import SplitOptions
-from lit_mrrml.generate.store import GenerationStore
+from lit_mrrml.generate.run import unfinished_units
+from lit_mrrml.generate.store import GenerationStore, ResumeState
+from lit_mrrml.jsonio import dumps
 
 if TYPE_CHECKING:
     from lit_mrrml.generate.pipeline import DataGenerator
@@ -49,6 +58,10 @@ class Logs:
     @classmethod
     def read(cls, store: GenerationStore) -> Logs:
         return cls(list(store.prompts), list(store.units), list(store.drops))
+
+    def state(self) -> ResumeState:
+        """What these records finish."""
+        return ResumeState.of(self.prompts, self.units, self.drops)
 
 
 def write_splits(root: Path, units: list[dict[str, Any]], shares: SplitOptions, seed: int) -> dict[str, int]:
@@ -87,9 +100,16 @@ def _judge(logs: Logs) -> dict[str, Any] | None:
 
 
 def build_manifest(
-    job: DataGenerator, logs: Logs, backends: list[CachedBackend | None], counters: RunCounters
+    job: DataGenerator,
+    logs: Logs,
+    backends: list[CachedBackend | None],
+    counters: RunCounters,
+    repaired: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Everything a reader of the data needs to know where it came from and what was left out."""
+    """Everything a reader of the data needs to know where it came from and what was left out.
+
+    ``repaired``: log file name -> bytes of a cut last line that this run's start removed.
+    """
     drops: dict[str, Counter[str]] = {"prompt": Counter(), "unit": Counter()}
     for record in logs.drops:
         drops[record["stage"]][record["reason"]] += 1
@@ -111,6 +131,7 @@ def build_manifest(
         "cells": asdict(job.cells),
         "counts": {
             "planned_units": job.planned_units,
+            "unfinished_units": counters.unfinished,
             "prompts": len(logs.prompts),
             "units": len(logs.units),
             "per_cell": _per_cell(logs),
@@ -125,6 +146,7 @@ def build_manifest(
             "drops": dict(counters.drops),
             "failed_requests": counters.failed,
             "last_error": counters.last_error,
+            "repaired": [{"file": name, "bytes_dropped": n} for name, n in sorted((repaired or {}).items())],
         },
     }
 
@@ -132,10 +154,34 @@ def build_manifest(
 def write_outputs(
     job: DataGenerator, store: GenerationStore, backends: list[CachedBackend | None], counters: RunCounters
 ) -> Path:
-    """Write the split files and the manifest; returns the manifest's path."""
+    """Write the split files and the manifest; returns the manifest's path.
+
+    ``counters.unfinished`` and ``counters.complete`` are settled here, from the logs on disk.
+    """
     logs = Logs.read(store)
-    manifest = build_manifest(job, logs, backends, counters)
+    counters.unfinished = unfinished_units(job, logs.state())
+    counters.complete = counters.failed == 0 and counters.unfinished == 0
+    manifest = build_manifest(job, logs, backends, counters, store.repaired)
     manifest["splits"] = write_splits(store.root, logs.units, job.split, job.seed)
     path = store.root / "manifest.json"
-    write_text_atomic(path, json.dumps(manifest, indent=2, ensure_ascii=False))
+    write_text_atomic(path, dumps(manifest, str(path), indent=2, ensure_ascii=False))
     return path
+
+
+def mark_incomplete(path: Path) -> None:
+    """Set an existing manifest's ``complete`` to false (a run starts: the folder is changing).
+
+    A manifest that cannot be read is removed: it is rebuilt at the end of the run, and until
+    then nothing in the folder may say that the data is complete.
+    """
+    if not path.is_file():
+        return
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        path.unlink()
+    elif manifest.get("complete") is not False:
+        manifest["complete"] = False
+        write_text_atomic(path, dumps(manifest, str(path), indent=2, ensure_ascii=False))

@@ -25,7 +25,7 @@ from typing import Any
 from lit_mrrml.backends.base import ChatBackend
 from lit_mrrml.backends.cache import CachedBackend
 from lit_mrrml.generate.cells import Cell, Slot, check_ids, plan_slots
-from lit_mrrml.generate.manifest import write_outputs
+from lit_mrrml.generate.manifest import mark_incomplete, write_outputs
 from lit_mrrml.generate.options import (
     AnswerOptions,
     CellSelection,
@@ -151,6 +151,7 @@ class DataGenerator:
     async def arun(self) -> RunCounters:
         store = GenerationStore(self.output_dir)
         resumed = store.prepare(self.settings(), self.overwrite)
+        mark_incomplete(store.root / "manifest.json")  # before any work: a kill from here on leaves it false
         if self.config_yaml is not None:
             (store.root / "config.yaml").write_text(self.config_yaml, encoding="utf-8")
         state, counters = store.state(), RunCounters()
@@ -163,11 +164,10 @@ class DataGenerator:
             async with context.progress.running():
                 for start in range(0, len(context.work), self.batch_size):
                     await context.batch(context.work[start : start + self.batch_size])
-            counters.complete = counters.failed == 0
         finally:
             store.close()
             await generator.aclose()
             if judge is not None:
                 await judge.aclose()
-            counters.manifest = write_outputs(self, store, [generator, judge], counters)
+            counters.manifest = write_outputs(self, store, [generator, judge], counters)  # settles complete
         return counters

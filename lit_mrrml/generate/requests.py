@@ -11,10 +11,10 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from lit_mrrml.backends.base import ChatRequest
+from lit_mrrml.backends.base import ChatRequest, Parser
 from lit_mrrml.generate.cells import Slot
 from lit_mrrml.generate.options import AnswerOptions, PromptOptions, VerifyOptions
-from lit_mrrml.generate.replies import parse_answer, parse_prompt, ranking_parser
+from lit_mrrml.generate.replies import answer_parser, parse_prompt, ranking_parser, rewrite_parser, scaffold_of
 from lit_mrrml.generate.templates import PromptTemplates
 from lit_mrrml.matrix import RubricMatrix
 
@@ -74,13 +74,14 @@ class RequestBuilder:
         cell = slot.cell
         criteria = self.matrix.criteria_for(cell.dimension, cell.scenario, cell.discipline)
         messages = self.templates.render("prompt", **self._cell(slot), criteria=criteria, knobs=knobs)
+        scaffold = scaffold_of(messages)
         request = ChatRequest.of(
             messages,
             max_tokens=self.prompts.max_tokens,
             temperature=self.prompts.temperature,
             top_p=self.prompts.top_p,
             seed=derive_seed(self.seed, "prompt", slot.key, attempt),
-            parse=lambda text: parse_prompt(text, multi),
+            parse=lambda text: parse_prompt(text, multi, scaffold),
         )
         return PromptDraft(slot, attempt, knobs, request)
 
@@ -94,7 +95,9 @@ class RequestBuilder:
         messages = self.templates.render(
             "answer", **variables, level="good", level_text=level_text, words=self.answers.words
         )
-        return self._answer_request(messages, derive_seed(self.seed, "answer", key, "good"))
+        # the template's headings, not those of the conversation put into it, are an echo in a reply
+        scaffold = scaffold_of(messages, [str(variables["conversation"])])
+        return self._answer_request(messages, derive_seed(self.seed, "answer", key, "good"), answer_parser(scaffold))
 
     def rewrite(
         self, slot: Slot, dimension: str, prompt: list[dict[str, str]], key: str, best: str, level: str
@@ -105,9 +108,11 @@ class RequestBuilder:
         messages = self.templates.render(
             "rewrite", **variables, level=level, level_text=level_text, words=self.answers.words, answer=best
         )
-        return self._answer_request(messages, derive_seed(self.seed, "answer", key, level))
+        scaffold = scaffold_of(messages, [str(variables["conversation"]), best])
+        parse = rewrite_parser(best, scaffold)
+        return self._answer_request(messages, derive_seed(self.seed, "answer", key, level), parse)
 
-    def _answer_request(self, messages: list[dict[str, str]], seed: int) -> ChatRequest:
+    def _answer_request(self, messages: list[dict[str, str]], seed: int, parse: Parser) -> ChatRequest:
         options = self.answers
         return ChatRequest.of(
             messages,
@@ -115,7 +120,7 @@ class RequestBuilder:
             temperature=options.temperature,
             top_p=options.top_p,
             seed=seed,
-            parse=parse_answer,
+            parse=parse,
         )
 
     def judge_order(self, key: str) -> list[int]:

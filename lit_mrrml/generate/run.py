@@ -40,12 +40,29 @@ class RunCounters:
     drops: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     last_error: str | None = None
-    complete: bool = False
+    unfinished: int = 0  # planned unit keys the logs do not finish at the end of the run (``unfinished_units``)
+    complete: bool = False  # nothing unfinished and no request failed (settled by ``write_outputs``)
     manifest: Path | None = None
 
     def fail(self, reply: ChatReply) -> None:
         self.failed += 1
         self.last_error = reply.error
+
+
+def unit_keys_left(job: DataGenerator, state: ResumeState, slot: Slot) -> list[tuple[str, str]]:
+    """(dimension, unit key) of the slot's units that ``state`` has neither kept nor dropped."""
+    keys = [(d, job.unit_key(slot, d)) for d in job.target_dimensions(slot.cell)]
+    return [(d, k) for d, k in keys if k not in state.done]
+
+
+def has_prompt_chance(job: DataGenerator, state: ResumeState, slot: Slot) -> bool:
+    """Whether the slot has its prompt, or prompt attempts left (a slot out of them is finished)."""
+    return slot.key in state.prompts or state.attempts[slot.key] < job.prompts.max_attempts
+
+
+def unfinished_units(job: DataGenerator, state: ResumeState) -> int:
+    """The planned unit keys that ``state`` does not finish: not kept, not dropped, on a slot not out of attempts."""
+    return sum(len(unit_keys_left(job, state, slot)) for slot in job.slots if has_prompt_chance(job, state, slot))
 
 
 class GenerationRun:
@@ -70,7 +87,7 @@ class GenerationRun:
             for key, record in state.prompts.items():
                 self.dedup.add(key, prompt_text(record["prompt"]))
         self.work = [slot for slot in job.slots if self.unfinished(slot)]
-        left = sum(len(self.unit_keys(s)) for s in self.work)
+        left = unfinished_units(job, state)
         self.progress = GenerationProgress(job.planned_units, job.planned_units - left, self.stats, job.progress)
         self.units = UnitStage(self)
 
@@ -80,11 +97,10 @@ class GenerationRun:
 
     def unit_keys(self, slot: Slot) -> list[tuple[str, str]]:
         """(dimension, unit key) of the slot's units not yet kept or dropped."""
-        keys = [(d, self.job.unit_key(slot, d)) for d in self.job.target_dimensions(slot.cell)]
-        return [(d, k) for d, k in keys if k not in self.state.done]
+        return unit_keys_left(self.job, self.state, slot)
 
     def has_prompt_chance(self, slot: Slot) -> bool:
-        return slot.key in self.state.prompts or self.state.attempts[slot.key] < self.job.prompts.max_attempts
+        return has_prompt_chance(self.job, self.state, slot)
 
     def unfinished(self, slot: Slot) -> bool:
         return self.has_prompt_chance(slot) and bool(self.unit_keys(slot))

@@ -9,24 +9,29 @@
 
 The three logs are ``AppendLog``s written once a batch: a kill loses only the requests in flight,
 and a rerun skips every slot that has its prompt and every (slot, dimension) unit key that was
-kept or dropped.
+kept or dropped. A kill during a write can leave a log's last line cut short: ``prepare`` cuts it
+(``AppendLog.repair_tail``, which warns naming the file) and keeps the bytes dropped per file in
+``repaired`` for the manifest; the records lost with it are not finished, so the run does them again.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lit_mrrml.appendlog import AppendLog, write_text_atomic
+from lit_mrrml.errors import InputError
+from lit_mrrml.jsonio import dumps
 
 LOGS = ("prompts", "units", "drops")
 REWRITTEN = ("run.json", "manifest.json", "config.yaml", "train.jsonl", "val.jsonl", "test.jsonl")
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(InputError):
     """The output folder holds a run made with settings that change the data."""
 
 
@@ -38,6 +43,22 @@ class ResumeState:
     attempts: Counter[str] = field(default_factory=Counter)  # slot key -> prompt attempts dropped
     done: set[str] = field(default_factory=set)  # unit keys kept or dropped
 
+    @classmethod
+    def of(
+        cls, prompts: Iterable[dict[str, Any]], units: Iterable[dict[str, Any]], drops: Iterable[dict[str, Any]]
+    ) -> ResumeState:
+        """What the records of the three logs finished (the first prompt of a slot counts)."""
+        state = cls()
+        for record in prompts:
+            state.prompts.setdefault(record["slot"], record)
+        for record in drops:
+            if record["stage"] == "prompt":
+                state.attempts[record["slot"]] += 1
+            else:
+                state.done.add(record["key"])
+        state.done.update(record["meta"]["key"] for record in units)
+        return state
+
 
 class GenerationStore:
     """The files of one output folder."""
@@ -46,24 +67,39 @@ class GenerationStore:
         self.root = Path(root)
         self.prompts, self.units, self.drops = (AppendLog(self.root / f"{name}.jsonl", fsync) for name in LOGS)
         self.cache_dir = self.root / "cache"
+        self.repaired: dict[str, int] = {}  # log file name -> bytes of a cut last line that prepare removed
 
     def prepare(self, fingerprint: dict[str, Any], overwrite: bool = False) -> bool:
         """Claim the folder for a run with this fingerprint; returns whether earlier work is resumed."""
         run = self.root / "run.json"
         if overwrite:
             self.clear()
-        if run.is_file():
+        resumed = run.is_file()
+        if resumed:
             earlier = json.loads(run.read_text(encoding="utf-8"))["fingerprint"]
             changed = sorted(k for k in {*earlier, *fingerprint} if earlier.get(k) != fingerprint.get(k))
-            if changed:
+            if changed:  # refused before anything in the folder is touched
                 raise ConfigMismatchError(
                     f"{self.root} holds a run made with other settings ({', '.join(changed)} differ): "
                     "use another output_dir, or set overwrite: true to start again from nothing"
                 )
-            return True
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run, json.dumps({"fingerprint": fingerprint}, indent=2, sort_keys=True))
-        return False
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(run, dumps({"fingerprint": fingerprint}, str(run), indent=2, sort_keys=True))
+        self.repair()
+        return resumed
+
+    def repair(self) -> dict[str, int]:
+        """Cut the logs' unfinished last lines (kills during a write); file name -> bytes dropped, kept in ``repaired``.
+
+        ``prepare`` calls it before anything reads the logs, so that the manifest can say what the
+        run found cut; the lost records' keys are unfinished, and the run makes them again.
+        """
+        for log in self.logs:
+            dropped = log.repair_tail()
+            if dropped:
+                self.repaired[log.path.name] = self.repaired.get(log.path.name, 0) + dropped
+        return dict(self.repaired)
 
     def clear(self) -> None:
         """Remove the files this store writes (nothing else in the folder)."""
@@ -79,16 +115,7 @@ class GenerationStore:
 
     def state(self) -> ResumeState:
         """Read what is finished from the logs."""
-        state = ResumeState()
-        for record in self.prompts:
-            state.prompts.setdefault(record["slot"], record)
-        for record in self.drops:
-            if record["stage"] == "prompt":
-                state.attempts[record["slot"]] += 1
-            else:
-                state.done.add(record["key"])
-        state.done.update(record["meta"]["key"] for record in self.units)
-        return state
+        return ResumeState.of(self.prompts, self.units, self.drops)
 
     def write(
         self,

@@ -19,12 +19,14 @@ from typing import Any
 import jinja2
 import yaml
 
+from lit_mrrml.errors import InputError
 from lit_mrrml.matrix.suggest import did_you_mean
+from lit_mrrml.textio import decode_utf8
 
 TASKS = ("prompt", "answer", "rewrite", "judge")
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A template file that cannot be used, with the file and the key in its message."""
 
 
@@ -56,7 +58,7 @@ class PromptTemplates:
             raise FileNotFoundError(f"template file not found: {path}")
         raw = path.read_bytes()
         try:
-            data = yaml.safe_load(raw)
+            data = yaml.safe_load(decode_utf8(raw, path))
         except yaml.YAMLError as err:
             raise TemplateError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(data, dict):

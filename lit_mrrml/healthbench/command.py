@@ -4,7 +4,7 @@ Every field of ``HealthBenchEval`` is a config key (``--help`` documents them al
 OpenAIChatBackend`` those of a backend). Exit status: 0 when every selected row was answered and
 graded; 1 when rows were left out (answers or verdicts failed after their attempts: the report is
 written without them; rerun the same command to fill them in) or a backend failed for good; 2 for
-a bad config or rows file; 130 when interrupted (ctrl-C or SIGTERM), with the caches consistent.
+a bad config, rows file or reward model; 130 when interrupted (ctrl-C or SIGTERM), with the caches consistent.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from lit_mrrml.backends.base import BackendError
+from lit_mrrml.errors import INPUT_ERROR, InputError
 from lit_mrrml.healthbench.evaluate import HealthBenchEval, RunOutcome
-from lit_mrrml.healthbench.report import grouped, judge_label
+from lit_mrrml.healthbench.report import correlation_text, grouped, judge_label
 from lit_mrrml.jobcommand import INTERRUPTED, build_job, error, job_parser, running, stderr_console
 
 
@@ -47,7 +48,7 @@ def print_scores(console: Console, outcome: RunOutcome) -> None:
             table.add_row(escape(key), f"{s['score']:.4f}", f"{s['bootstrap_std']:.4f}", str(s["n"]), judge)
     check = results.get("reward_check")
     for key, entry in check["axes"].items() if check else []:
-        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:.4f}"
+        rho = correlation_text(entry)
         table.add_row(escape(f"spearman {key} ~ {entry['dimension']}"), rho, "", str(entry["n"]), judge)
     console.print(table)
 
@@ -65,6 +66,9 @@ def healthbench_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] what was answered and graded is cached; rerun the command to resume")
         return INTERRUPTED
+    except InputError as err:  # found while running: a reward model that does not fit the matrix, say
+        error(console, err)
+        return INPUT_ERROR
     except (BackendError, FileNotFoundError, ValueError) as err:
         error(console, err)
         return 1

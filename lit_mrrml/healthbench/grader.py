@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from lit_mrrml.backends.base import ChatRequest, ReplyFormatError
 from lit_mrrml.backends.structured import extract_json_object, require_field
+from lit_mrrml.errors import InputError
 from lit_mrrml.healthbench.options import GraderOptions
 from lit_mrrml.healthbench.rows import Criterion
+from lit_mrrml.textio import read_text
 
 CONVERSATION, RUBRIC_ITEM = "<<conversation>>", "<<rubric_item>>"
 
@@ -140,8 +141,8 @@ class Grader:
 
 def load_template(path: str) -> str:
     """A grader template file; it must hold both placeholders."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path)
     missing = [p for p in (CONVERSATION, RUBRIC_ITEM) if p not in text]
     if missing:
-        raise ValueError(f"grader template {path} lacks the placeholder(s) {missing}")
+        raise InputError(f"grader template {path} lacks the placeholder(s) {missing}")
     return text

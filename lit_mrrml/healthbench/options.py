@@ -82,6 +82,9 @@ class RewardCheckOptions:
         device: Torch device to score on.
         axis_map: Reward dimension for a HealthBench axis, e.g. ``{axis:accuracy: accuracy}``, where
             the model's rubric matrix does not say (its dimensions' ``healthbench_axis``).
+        matrix: The rubric matrix in use (YAML), for the axes and the scenario weights of the total;
+            its dimension list must be the model's (refused otherwise; other changes are warned
+            about). Default: the matrix snapshot the model was trained with.
     """
 
     model: str | None = None
@@ -89,6 +92,7 @@ class RewardCheckOptions:
     max_length: int = 2048
     device: str = "cpu"
     axis_map: dict[str, str] | None = None
+    matrix: str | None = None
 
 
 Mode = Literal["policy", "ideal"]

@@ -7,7 +7,7 @@ and at the top of results.json.
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from lit_mrrml.appendlog import write_jsonl_atomic, write_text_atomic
 from lit_mrrml.healthbench.grading import GradedRow
 from lit_mrrml.healthbench.scoring import OVERALL, example_metrics
+from lit_mrrml.jsonio import dumps
 
 SECTIONS = (("Axes", "axis:"), ("Themes", "theme:"))
 
@@ -35,7 +36,9 @@ def write_report(results: dict[str, Any], graded: Sequence[GradedRow], folder: P
     """Write every report file into ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in ("results.json", "summary.md", "chart.png", "graded.jsonl")}
-    write_text_atomic(paths["results.json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(
+        paths["results.json"], dumps(results, str(paths["results.json"]), indent=2, ensure_ascii=False) + "\n"
+    )
     write_text_atomic(paths["summary.md"], markdown(results))
     write_jsonl_atomic(paths["graded.jsonl"], (graded_record(g) for g in graded))
     chart(results, paths["chart.png"])
@@ -107,24 +110,67 @@ def _reward_lines(check: dict[str, Any] | None, judge: str) -> list[str]:
         "|---|---|---:|---:|---|",
     ]
     for key, entry in check["axes"].items():
-        rho = "-" if entry["spearman"] is None else f"{entry['spearman']:.4f}"
+        rho = correlation_text(entry)
         lines.append(f"| {key} | {entry['dimension']} | {rho} | {entry['n']} | {judge} |")
     return [*lines, ""]
 
 
+def correlation_text(entry: dict[str, Any]) -> str:
+    """A reward-check entry's Spearman value, or '-' with the reason it is undefined."""
+    if entry["spearman"] is not None:
+        return f"{entry['spearman']:.4f}"
+    return f"- ({entry['reason']})" if entry.get("reason") else "-"
+
+
 def _excluded_lines(results: dict[str, Any]) -> list[str]:
+    """One line per distinct error, most frequent first, with its counts and the first few prompt ids.
+
+    A judge that fails the same way for 5,000 criteria gives one line, not 5,000; results.json keeps
+    every row and criterion with its error.
+    """
     lines = []
     if results["ungraded_rows"]:
-        lines += ["## Ungraded rows (excluded; rerun to grade them)", ""]
+        criteria: Counter[str] = Counter()
+        rows: dict[str, dict[str, None]] = {}  # error -> its prompt ids, in order, each once
         for row in results["ungraded_rows"]:
             for item in row["criteria"]:
-                lines.append(f"- `{row['prompt_id']}`: {item['criterion']}: {item['error']}")
+                error = _one_line(item["error"])
+                criteria[error] += 1
+                rows.setdefault(error, {})[row["prompt_id"]] = None
+        lines += ["## Ungraded rows (excluded; rerun to grade them)", ""]
+        for error, n in criteria.most_common():  # ties keep their first appearance's order
+            ids = list(rows[error])
+            counts = f"{_counted(n, 'criterion', 'criteria')} in {_counted(len(ids), 'row')}"
+            lines.append(f"- {counts}: {error} ({_ids(ids)})")
         lines.append("")
     if results["unanswered_rows"]:
+        unanswered: dict[str, list[str]] = {}
+        for row in results["unanswered_rows"]:
+            unanswered.setdefault(_one_line(row["error"]), []).append(row["prompt_id"])
         lines += ["## Unanswered rows (excluded; rerun to answer them)", ""]
-        lines += [f"- `{row['prompt_id']}`: {row['error']}" for row in results["unanswered_rows"]]
+        for error, ids in sorted(unanswered.items(), key=lambda item: -len(item[1])):  # stable: ties keep order
+            lines.append(f"- {_counted(len(ids), 'row')}: {error} ({_ids(ids)})")
         lines.append("")
     return lines
+
+
+SHOWN_IDS = 3  # prompt ids named on each error line of summary.md
+
+
+def _one_line(error: str | None) -> str:
+    """The error as one line of text (a server's message may hold newlines); the key it is grouped by."""
+    return " ".join((error or "no error recorded").split())
+
+
+def _counted(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def _ids(ids: list[str]) -> str:
+    """``rows `a`, `b`, `c`, ... and 9 more``: the first few prompt ids of an error line."""
+    named = ", ".join(f"`{i}`" for i in ids[:SHOWN_IDS])
+    more = f", ... and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    return f"{'row' if len(ids) == 1 else 'rows'} {named}{more}"
 
 
 def chart(results: dict[str, Any], path: Path) -> None:

@@ -12,9 +12,10 @@ with the row's overall score. Scores are cached by (reward model fingerprint, co
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,29 +30,56 @@ from lit_mrrml.healthbench.options import RewardCheckOptions
 from lit_mrrml.healthbench.scoring import OVERALL, example_metrics
 from lit_mrrml.healthbench.store import KeyedLog
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import check_trained_matrix
 from lit_mrrml.models.backbone import load_tokenizer
-from lit_mrrml.modules.reward import RewardModel
+from lit_mrrml.modules.checkpoint import check_lightning_checkpoint
+from lit_mrrml.modules.reward import RewardModel, check_finite_rewards
 
 log = logging.getLogger(__name__)
 
 
-def load_reward_model(path: str, device: str = "cpu") -> RewardModel:
-    """A reward model export folder or a Lightning checkpoint file, in eval mode."""
+def load_reward_model(path: str, device: str = "cpu", matrix: RubricMatrix | None = None) -> RewardModel:
+    """A reward model export folder or a Lightning checkpoint file, in eval mode; with ``matrix`` (the
+    matrix in use), its dimension list must be the model's (other changes are warned about)."""
     source = Path(path)
     if source.is_dir():
-        return RewardModel.from_pretrained(source, map_location=device)
-    if source.is_file():
-        return RewardModel.load_from_checkpoint(source, map_location=device).eval()
-    raise FileNotFoundError(f"reward_check.model: {path} is neither an export folder nor a checkpoint file")
+        return RewardModel.from_pretrained(source, map_location=device, matrix=matrix)
+    if not source.is_file():
+        raise FileNotFoundError(f"reward_check.model: {path} is neither an export folder nor a checkpoint file")
+    check_lightning_checkpoint(source, "reward_check.model")
+    model = RewardModel.load_from_checkpoint(source, map_location=device).eval()
+    if matrix is not None:
+        current = matrix.to_dict()
+        check_trained_matrix(model.dimension_names, model.matrix_snapshot, list(matrix.dimension_ids), current, path)
+    return model
+
+
+class Correlation(NamedTuple):
+    """Spearman's rho, or None with the reason it is undefined."""
+
+    rho: float | None
+    reason: str | None = None
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> Correlation:
+    """Spearman's rank correlation (Pearson's on average ranks), or why there is none."""
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} values against {len(y)}")
+    if len(x) < 3:
+        return Correlation(None, f"{len(x)} graded row(s): at least 3 are needed")
+    if not all(math.isfinite(v) for v in [*x, *y]):
+        return Correlation(None, "non-finite values")
+    if len(set(x)) < 2:
+        return Correlation(None, "the reward is the same on every row")
+    if len(set(y)) < 2:
+        return Correlation(None, "the judge-graded score is the same on every row")
+    rho = float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
+    return Correlation(rho, None) if math.isfinite(rho) else Correlation(None, "undefined (NaN)")
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rank correlation: Pearson's on average ranks; None below 3 points or when constant."""
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} values against {len(y)}")
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return None
-    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
+    """Spearman's rank correlation; None below 3 points, when constant or not finite (see rank_correlation)."""
+    return rank_correlation(x, y).rho
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:
@@ -60,18 +88,28 @@ def average_ranks(values: Sequence[float]) -> np.ndarray:
     return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
 
 
-def axis_dimensions(model: RewardModel, axis_map: dict[str, str] | None) -> dict[str, int]:
-    """HealthBench axis tag -> reward dimension index, from the matrix snapshot and ``axis_map``."""
+def axis_dimensions(
+    model: RewardModel, axis_map: dict[str, str] | None, matrix: RubricMatrix | None = None
+) -> dict[str, int]:
+    """HealthBench axis tag -> reward dimension index, from the matrix (default: the model's snapshot)
+    and ``axis_map``."""
     names = model.dimension_names
     found: dict[str, int] = {}
-    if model.matrix_snapshot is not None:
-        matrix = RubricMatrix.from_dict(model.matrix_snapshot, "reward model matrix")
+    matrix = matrix or snapshot_matrix(model)
+    if matrix is not None:
         found = {d.healthbench_axis: names.index(d.id) for d in matrix.dimensions if d.healthbench_axis}
     for axis, dimension in (axis_map or {}).items():
         if dimension not in names:
             raise ValueError(f"reward_check.axis_map: {axis} -> unknown reward dimension {dimension!r} (has {names})")
         found[axis if axis.startswith("axis:") else f"axis:{axis}"] = names.index(dimension)
     return found
+
+
+def snapshot_matrix(model: RewardModel) -> RubricMatrix | None:
+    """The matrix the model was trained with (None when it has no snapshot)."""
+    if model.matrix_snapshot is None:
+        return None
+    return RubricMatrix.from_dict(model.matrix_snapshot, "reward model matrix")
 
 
 class RewardScorer:
@@ -81,23 +119,32 @@ class RewardScorer:
         assert options.model is not None
         self.options, self.cache = options, cache
         self.id = f"{Path(options.model).name}@{files_fingerprint([Path(options.model)])}"
-        self.model = load_reward_model(options.model, options.device)
+        in_use = RubricMatrix.from_yaml(options.matrix) if options.matrix else None
+        self.model = load_reward_model(options.model, options.device, in_use)
+        self.matrix = in_use or snapshot_matrix(self.model)
         self.tokenizer = load_tokenizer(self.model.spec)
         self.collate = RankedUnitCollator(int(self.tokenizer.pad_token_id))
 
+    def cached(self, g: GradedRow) -> list[float] | None:
+        """The cached rewards of an answer; a record with a non-finite value is scored again."""
+        record = self.cache.get(self.id, g.answer.conversation_hash)
+        if record is None or not all(math.isfinite(r) for r in record["rewards"]):
+            return None
+        return list(record["rewards"])
+
     def pending(self, graded: Sequence[GradedRow]) -> int:
-        return sum(self.cache.get(self.id, g.answer.conversation_hash) is None for g in graded)
+        return sum(self.cached(g) is None for g in graded)
 
     def score(self, graded: Sequence[GradedRow], advance: Callable[[int], None]) -> list[list[float]]:
         """(N, L) rewards of every answer on every dimension, in order."""
-        todo = [g for g in graded if self.cache.get(self.id, g.answer.conversation_hash) is None]
+        todo = [g for g in graded if self.cached(g) is None]
         for start in range(0, len(todo), self.options.batch_size):
             batch = todo[start : start + self.options.batch_size]
             for g, rewards in zip(batch, self._forward(batch), strict=True):
                 record = {"reward_model": self.id, "conversation": g.answer.conversation_hash, "rewards": rewards}
                 self.cache.put(record)
             advance(len(batch))
-        return [self.cache.get(self.id, g.answer.conversation_hash)["rewards"] for g in graded]  # type: ignore[index]
+        return [self.cached(g) or [] for g in graded]
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[GradedRow]) -> list[list[float]]:
@@ -112,7 +159,8 @@ class RewardScorer:
             for g in batch
         ]
         tensors = {k: v.to(self.model.device) if torch.is_tensor(v) else v for k, v in self.collate(units).items()}
-        out, _ = self.model.score_batch(tensors)  # rewards (B, 1, L)
+        out, valid = self.model.score_batch(tensors)  # rewards (B, 1, L)
+        check_finite_rewards(out.rewards, valid, [g.row.prompt_id for g in batch], f"reward_check.model {self.id}")
         return out.rewards[:, 0].float().cpu().tolist()
 
     def totals(self, graded: Sequence[GradedRow], rewards: list[list[float]]) -> list[float]:
@@ -124,11 +172,10 @@ class RewardScorer:
         return totals.tolist()  # (N,)
 
     def _theme_weights(self) -> dict[str, list[float]]:
-        if self.model.matrix_snapshot is None:
+        if self.matrix is None:
             return {}
-        matrix = RubricMatrix.from_dict(self.model.matrix_snapshot, "reward model matrix")
-        rows = matrix.weight_matrix()  # (S, L)
-        return {s.healthbench_theme: list(rows[i]) for i, s in enumerate(matrix.scenarios) if s.healthbench_theme}
+        rows = self.matrix.weight_matrix()  # (S, L)
+        return {s.healthbench_theme: list(rows[i]) for i, s in enumerate(self.matrix.scenarios) if s.healthbench_theme}
 
     def check(self, graded: Sequence[GradedRow], advance: Callable[[int], None]) -> dict[str, Any]:
         """Per axis (and overall): the matched dimension, Spearman's rho and the rows it is over."""
@@ -138,11 +185,11 @@ class RewardScorer:
             OVERALL: ("total", self.totals(graded, rewards)),
         }
         names = self.model.dimension_names
-        for axis, index in sorted(axis_dimensions(self.model, self.options.axis_map).items()):
+        for axis, index in sorted(axis_dimensions(self.model, self.options.axis_map, self.matrix).items()):
             pairs[axis] = (names[index], [r[index] for r in rewards])
         result: dict[str, Any] = {}
         for key, (dimension, values) in pairs.items():
             kept = [(v, m[key]) for v, m in zip(values, per_row, strict=True) if key in m]
-            rho = spearman([v for v, _ in kept], [s for _, s in kept])
-            result[key] = {"dimension": dimension, "spearman": rho, "n": len(kept)}
+            rho, reason = rank_correlation([v for v, _ in kept], [s for _, s in kept])
+            result[key] = {"dimension": dimension, "spearman": rho, "reason": reason, "n": len(kept)}
         return {"reward_model": self.id, "path": self.options.model, "axes": result}

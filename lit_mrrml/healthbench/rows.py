@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_mrrml.errors import InputError
 from lit_mrrml.matrix.suggest import did_you_mean
 from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.textio import read_lines
 
 BUNDLED_ROWS = "package:eval_framework/tasks/healthbench/data/healthbench_eval.jsonl"
 THEMES = (
@@ -36,7 +38,7 @@ ROLES = ("system", "user", "assistant")
 MAX_REPORTED = 20  # problems listed in one error; the rest are counted
 
 
-class HealthBenchFormatError(ValueError):
+class HealthBenchFormatError(InputError):
     """A HealthBench file with bad rows; the message lists them as ``file:line: reason``."""
 
 
@@ -125,25 +127,22 @@ def read_rows(path: Path) -> list[HealthBenchRow]:
     rows: list[HealthBenchRow] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = parse_row(json.loads(line))
-            except json.JSONDecodeError as err:
-                problems.append(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})")
-                continue
-            except ValueError as err:
-                problems.append(f"{path}:{number}: {err}")
-                continue
-            if row.prompt_id in first_line:
-                problems.append(
-                    f"{path}:{number}: prompt_id {row.prompt_id!r} repeats line {first_line[row.prompt_id]}"
-                )
-                continue
-            first_line[row.prompt_id] = number
-            rows.append(row)
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = parse_row(json.loads(line))
+        except json.JSONDecodeError as err:
+            problems.append(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})")
+            continue
+        except ValueError as err:
+            problems.append(f"{path}:{number}: {err}")
+            continue
+        if row.prompt_id in first_line:
+            problems.append(f"{path}:{number}: prompt_id {row.prompt_id!r} repeats line {first_line[row.prompt_id]}")
+            continue
+        first_line[row.prompt_id] = number
+        rows.append(row)
     if problems:
         shown = "\n".join(problems[:MAX_REPORTED])
         more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""

@@ -6,11 +6,13 @@ Each problem names its path in the file (``scenarios[2].weights.acuracy: unknown
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from lit_mrrml.errors import InputError
 from lit_mrrml.matrix.model import WILDCARD, Criterion, Dimension, Discipline, Levels, RubricMatrix, Scenario
 from lit_mrrml.matrix.suggest import did_you_mean
 
@@ -25,7 +27,7 @@ FIELDS = {
 LEVELS = ("good", "medium", "poor")
 
 
-class MatrixError(ValueError):
+class MatrixError(InputError):
     """A rubric matrix failed validation; ``problems`` lists every problem as 'path: reason'."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
@@ -175,6 +177,8 @@ def _scenario(check: _Checker, path: str, m: Mapping[str, Any], dim_ids: list[st
                 check.add(where, f"unknown dimension '{key}'{did_you_mean(key, dim_ids)}")
             elif not isinstance(value, (int, float)) or isinstance(value, bool):
                 check.add(where, f"must be a number, got {value!r}")
+            elif not math.isfinite(value):
+                check.add(where, f"must be a finite number, got {value}")
             elif value < 0:
                 check.add(where, f"must be >= 0, got {value}")
             else:
@@ -195,5 +199,8 @@ def _criterion(
     points = m.get("points")
     if not isinstance(points, (int, float)) or isinstance(points, bool) or points == 0:
         check.add(_join(path, "points"), f"must be a non-zero number, got {points!r}")
+        points = 0
+    elif not math.isfinite(points):
+        check.add(_join(path, "points"), f"must be a finite number, got {points}")
         points = 0
     return Criterion(refs[0], refs[1], refs[2], check.text(m, "criterion", path), float(points))

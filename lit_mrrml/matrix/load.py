@@ -8,13 +8,14 @@ import yaml
 
 from lit_mrrml.matrix.build import MatrixError, build_matrix
 from lit_mrrml.matrix.model import RubricMatrix
+from lit_mrrml.textio import read_text
 
 
 def load_matrix_yaml(path: Path) -> RubricMatrix:
-    """Parse and validate ``path``; raises MatrixError (a ValueError) or FileNotFoundError."""
+    """Parse and validate ``path``; raises MatrixError, NotUTF8Error (both InputErrors) or FileNotFoundError."""
     if not path.is_file():
         raise FileNotFoundError(f"rubric matrix file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -2,6 +2,7 @@
 
 Layout of an export folder:
     reward_config.json   what to rebuild: backbone spec, head settings, dimensions, matrix snapshot
+                         and its hash, and the sha256 of every weight file (checked on load)
     head.safetensors     projection, axes, scales and biases
     tokenizer/           the backbone's tokenizer and chat template
     backbone/            the full backbone: always for ``full`` mode and random-init backbones,
@@ -14,21 +15,30 @@ checks that the weights found there have the fingerprint recorded at export.
 from __future__ import annotations
 
 import dataclasses
-import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from lit_mrrml.jsonio import dumps
+from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import check_trained_matrix
 from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
-from lit_mrrml.models.lora import LoraSpec
+from lit_mrrml.models.export_config import (
+    CONFIG_FILE,
+    FORMAT,
+    HEAD_FILE,
+    ExportError,
+    check_head_shapes,
+    read_export_config,
+    verify_files,
+    weight_digests,
+)
 
 if TYPE_CHECKING:
     from lit_mrrml.modules.reward import RewardModel
-
-FORMAT = "lit_mrrml.reward/1"
-CONFIG_FILE = "reward_config.json"
 
 
 def _plain_backbone(model: RewardModel) -> torch.nn.Module:
@@ -72,9 +82,9 @@ def save_reward_model(model: RewardModel, directory: Path, include_backbone: boo
     load_tokenizer(model.spec).save_pretrained(directory / "tokenizer")
     spec["tokenizer"] = "tokenizer"
     save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-        str(directory / "head.safetensors"),
+        {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(directory / HEAD_FILE)
     )
+    files = weight_digests(directory)
     config = {
         "format": FORMAT,
         "backbone": spec,
@@ -85,8 +95,13 @@ def save_reward_model(model: RewardModel, directory: Path, include_backbone: boo
         "head": model.head_kind,
         "dimension_names": model.dimension_names,
         "matrix": model.matrix_snapshot,
+        "matrix_hash": model.matrix_hash,
+        "files": files,
     }
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    config_path = directory / CONFIG_FILE
+    config_path.write_text(dumps(config, str(config_path), indent=2), encoding="utf-8")
+    for name in files:  # safetensors writes 0600: give the weights the folder's usual mode
+        shutil.copymode(config_path, directory / name)
     return directory
 
 
@@ -97,42 +112,53 @@ def _local(directory: Path, value: str | None) -> str | None:
     return value
 
 
-def load_reward_model(directory: Path, map_location: str | torch.device = "cpu") -> RewardModel:
-    """Rebuild a RewardModel written by ``save_reward_model``, in eval mode."""
+def load_reward_model(
+    directory: Path, map_location: str | torch.device = "cpu", matrix: RubricMatrix | str | Path | None = None
+) -> RewardModel:
+    """Rebuild a RewardModel written by ``save_reward_model``, in eval mode.
+
+    The config is checked field by field and every weight file against its recorded sha256. With
+    ``matrix`` (a RubricMatrix or its YAML file: the matrix in use), a different dimension list is
+    refused and other changes are warned about; the model then totals with that matrix's weights.
+    """
     from lit_mrrml.modules.reward import RewardModel
 
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a lit_mrrml reward model export: {CONFIG_FILE} is missing")
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported format {config.get('format')!r}, expected {FORMAT!r}")
-    spec_fields = dict(config["backbone"])
-    spec_fields["path"] = _local(directory, spec_fields["path"])
-    spec_fields["tokenizer"] = _local(directory, spec_fields["tokenizer"])
-    mode = config["training_mode"]
+    config = read_export_config(directory)
+    snapshot = config.matrix
+    if matrix is not None:
+        current = matrix if isinstance(matrix, RubricMatrix) else RubricMatrix.from_yaml(matrix)
+        check_trained_matrix(
+            config.dimension_names, snapshot, list(current.dimension_ids), current.to_dict(), str(directory)
+        )
+        snapshot = current.to_dict()
+    verify_files(directory, config.files)
+    head_path = directory / HEAD_FILE
+    head_state = load_file(str(head_path))
+    check_head_shapes(head_path, head_state, config)
+    spec_fields = dict(config.backbone)
+    spec_fields["path"] = _local(directory, spec_fields.get("path"))
+    spec_fields["tokenizer"] = _local(directory, spec_fields.get("tokenizer"))
     model = RewardModel(
         backbone=BackboneSpec(**spec_fields),
-        training_mode=mode,
-        lora=LoraSpec(**config["lora"]) if config.get("lora") else None,
-        embedding_dim=config["embedding_dim"],
-        head=config["head"],
-        dimension_names=config["dimension_names"],
-        num_dimensions=len(config["dimension_names"]),
-        matrix=config.get("matrix"),
+        training_mode=config.training_mode,  # type: ignore[arg-type]
+        lora=config.lora,
+        embedding_dim=config.embedding_dim,
+        head=config.head,  # type: ignore[arg-type]
+        dimension_names=config.dimension_names,
+        num_dimensions=len(config.dimension_names),
+        matrix=snapshot,
     )
     model.configure_model()
     assert model.head is not None and model.backbone is not None
-    expected = config.get("backbone_fingerprint")
-    if expected is not None and model.fingerprint != expected:
-        raise ValueError(
+    if config.backbone_fingerprint is not None and model.fingerprint != config.backbone_fingerprint:
+        raise ExportError(
             f"{directory}: the backbone at {spec_fields['path']!r} is not the one this reward model was "
             "trained on (weights fingerprint differs); export again with include_backbone=True"
         )
-    if mode == "lora":
+    if config.training_mode == "lora":
         from peft import set_peft_model_state_dict
 
         adapter = load_file(str(directory / "adapter" / "adapter_model.safetensors"))
         set_peft_model_state_dict(model.backbone, adapter)
-    model.head.load_state_dict(load_file(str(directory / "head.safetensors")))
+    model.head.load_state_dict(head_state)
     return model.to(map_location).eval()

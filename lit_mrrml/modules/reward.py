@@ -16,10 +16,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from lit_mrrml.aggregate import weighted_total
+from lit_mrrml.errors import InputError
 from lit_mrrml.losses import GPRCLoss
 from lit_mrrml.losses.functional import response_mask
 from lit_mrrml.losses.statistics import unit_statistics
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import check_trained_matrix
 from lit_mrrml.metrics.ranking import RankingMetrics
 from lit_mrrml.models.backbone import BackboneSpec, build_backbone
 from lit_mrrml.models.feature_cache import FeatureCache, backbone_fingerprint, sequence_key
@@ -28,6 +30,25 @@ from lit_mrrml.models.lora import LoraSpec, add_lora
 from lit_mrrml.models.sharding import shard_reward_model
 
 TrainingMode = Literal["frozen", "lora", "full"]
+MAX_LISTED = 10  # unit ids named in one error
+
+
+class NonFiniteRewardError(InputError):
+    """A loaded reward model gave NaN or infinite rewards: its weights are likely corrupt."""
+
+
+def check_finite_rewards(rewards: Tensor, valid: Tensor, unit_ids: list[str], source: str) -> None:
+    """Raise NonFiniteRewardError naming the units whose real rows (``valid``, (B, K)) have a
+    non-finite reward on any dimension (``rewards``, (B, K, L))."""
+    bad = (~torch.isfinite(rewards).all(-1) & valid).any(1)  # (B,)
+    if not bool(bad.any()):
+        return
+    units = [unit_ids[i] for i in bad.nonzero().flatten().tolist()]
+    more = f" and {len(units) - MAX_LISTED} more" if len(units) > MAX_LISTED else ""
+    raise NonFiniteRewardError(
+        f"{source}: non-finite rewards (NaN or inf) for unit(s) {units[:MAX_LISTED]}{more}: the model's weights "
+        "may be corrupt (check the checkpoint or export, or train again), or the inputs overflow its dtype"
+    )
 
 
 class RewardModel(L.LightningModule):
@@ -200,7 +221,9 @@ class RewardModel(L.LightningModule):
 
     # ---- steps --------------------------------------------------------------------------------
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, dict[str, Any]]:
-        out, _ = self.score_batch(batch)
+        out, valid = self.score_batch(batch)
+        if stage != "train":  # a loaded model: name the units and the likely cause, before the loss does
+            check_finite_rewards(out.rewards, valid, batch["unit_ids"], stage)
         dimension = batch["dimension"]  # (B,)
         index = dimension[:, None, None].expand(-1, out.rewards.shape[1], 1)
         rewards = out.rewards.gather(2, index).squeeze(2)  # (B, K): on each unit's own dimension
@@ -261,6 +284,7 @@ class RewardModel(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """Per-dimension rewards and the scenario-weighted total of every response."""
         out, valid = self.score_batch(batch)
+        check_finite_rewards(out.rewards, valid, batch["unit_ids"], "predict")
         weights = self.total_weights(batch["scenario"])  # (B, L)
         totals = weighted_total(out.rewards, weights[:, None, :])  # (B, K)
         records = []
@@ -289,10 +313,28 @@ class RewardModel(L.LightningModule):
         """Leave out frozen pretrained weights: they reload from the backbone's path."""
         skip = self._reloadable_backbone_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in skip}
-        checkpoint["lit_mrrml"] = {"backbone_fingerprint": self.fingerprint}
+        checkpoint["lit_mrrml"] = {
+            "backbone_fingerprint": self.fingerprint,
+            "dimensions": self.dimension_names,
+            "matrix_hash": self.matrix_hash,
+        }
+
+    @property
+    def matrix_hash(self) -> str | None:
+        """The content hash of the matrix snapshot (None without one)."""
+        if self.matrix_snapshot is None:
+            return None
+        return RubricMatrix.from_dict(self.matrix_snapshot, "model.matrix").content_hash()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Fill the left-out frozen weights from the rebuilt backbone, after checking it is the same."""
+        """Check the checkpoint's dimensions against this model's matrix (refused when they differ,
+        a warning for other changes), then fill the left-out frozen weights from the rebuilt backbone,
+        after checking it is the same."""
+        hparams = checkpoint.get("hyper_parameters") or {}
+        trained = checkpoint.get("lit_mrrml", {}).get("dimensions") or hparams.get("dimension_names")
+        if trained is not None:
+            source = f"checkpoint {self._trainer.ckpt_path}" if self._trainer is not None else "the checkpoint"
+            check_trained_matrix(trained, hparams.get("matrix"), self.dimension_names, self.matrix_snapshot, source)
         state = checkpoint["state_dict"]
         missing = [k for k in self._reloadable_backbone_keys() if k not in state]
         saved = checkpoint.get("lit_mrrml", {}).get("backbone_fingerprint")
@@ -312,8 +354,14 @@ class RewardModel(L.LightningModule):
         return save_reward_model(self, Path(directory), include_backbone)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> RewardModel:
-        """Rebuild an exported reward model, in eval mode."""
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        map_location: str | torch.device = "cpu",
+        matrix: RubricMatrix | str | Path | None = None,
+    ) -> RewardModel:
+        """Rebuild an exported reward model, in eval mode; with ``matrix`` (the matrix in use, or its
+        YAML file), its dimensions are checked against the export's (see ``lit_mrrml.models.export``)."""
         from lit_mrrml.models.export import load_reward_model
 
-        return load_reward_model(Path(directory), map_location)
+        return load_reward_model(Path(directory), map_location, matrix)

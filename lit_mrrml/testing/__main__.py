@@ -1,5 +1,5 @@
-"""``python -m lit_mrrml.testing``: serve the rule-based chat-completions server (see chat_server)."""
+"""``python -m lit_mrrml.testing``: serve the rule-based chat-completions server (see ``cli``)."""
 
-from lit_mrrml.testing.chat_server import main
+from lit_mrrml.testing.cli import main
 
 main()

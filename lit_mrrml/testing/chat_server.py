@@ -2,24 +2,29 @@
 
 It answers ``POST /v1/chat/completions`` with a ``replier`` (messages in, text out; see
 ``GenerationRules``) and injects faults on demand, so that clients are tested against the
-failures real services produce. Faults:
+failures real services produce. The kinds of fault (``FAULT_KINDS`` holds the same list, which
+``--help`` shows):
 
+- ``ok``: no fault, the replier's answer;
 - ``429``, ``500``, ``503``: that status with an OpenAI-style error body (429 with ``Retry-After``);
 - ``400``: a request the service refuses ("context too long"), which no retry can fix;
 - ``timeout``: the reply comes after ``hang_seconds``, past any sane client timeout;
+- ``drop``: the connection is closed without any HTTP response (a crashed or restarting service);
 - ``malformed``: status 200 with a body that is not a chat completion;
 - ``bad_content``: a well-formed completion whose content is not the JSON that was asked for;
+- ``refusal``: a well-formed completion whose content is a refusal instead of the task's output;
 - ``slow``: a correct reply after ``slow_seconds``.
 
 A ``FaultPlan`` says which: ``per_request`` applies to the first attempts of every distinct
-request body (``["429", "500"]``: each request fails twice, then succeeds), ``script`` to the next
+request (its body but the seed, which a client may change on a retry; ``["429", "500"]``: each
+request fails twice, then succeeds), ``script`` to the next
 requests in order of arrival, ``rates`` at random (seeded). ``python -m lit_mrrml.testing``
-runs one in the foreground (for benchmarks and for dry runs of a generation config).
+runs one in the foreground (for benchmarks and for dry runs of a generation config); its flags
+(``lit_mrrml.testing.cli``) build the FaultPlan.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -34,12 +39,26 @@ from typing import Any
 from aiohttp import web
 
 Replier = Callable[[list[dict[str, str]], dict[str, Any]], str]  # (messages, request body) -> reply text
-FAULTS = ("ok", "400", "429", "500", "503", "timeout", "malformed", "bad_content", "slow")
+FAULT_KINDS = {
+    "ok": "no fault: the replier's answer",
+    "400": "HTTP 400, a request the service refuses (context too long); no retry can fix it",
+    "429": "HTTP 429 with Retry-After (--retry-after)",
+    "500": "HTTP 500 with an OpenAI-style error body",
+    "503": "HTTP 503 with an OpenAI-style error body",
+    "timeout": "the reply comes after --hang-seconds, past any sane client timeout",
+    "drop": "the connection is closed without any HTTP response",
+    "malformed": "status 200 with a body that is not a chat completion",
+    "bad_content": "a well-formed completion whose content is not the JSON that was asked for",
+    "refusal": "a well-formed completion whose content is a refusal instead of the task's output",
+    "slow": "a correct reply after --slow-seconds",
+}
+FAULTS = tuple(FAULT_KINDS)
+REFUSAL = "I'm sorry, but I can't help with that request."
 
 
 @dataclass
 class FaultPlan:
-    """Which requests fail, and how (the kinds are listed in the module docstring)."""
+    """Which requests fail, and how (the kinds and what each does: ``FAULT_KINDS``)."""
 
     per_request: list[str] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
@@ -54,6 +73,11 @@ class FaultPlan:
         unknown = {*self.per_request, *self.script, *self.rates} - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {FAULTS}")
+        outside = sorted(kind for kind, rate in self.rates.items() if not 0.0 <= rate <= 1.0)  # NaN included
+        if outside:
+            raise ValueError(f"the rates of {outside} must be shares in [0, 1]")
+        if sum(self.rates.values()) > 1.0 + 1e-9:  # the tolerance lets 0.1 + 0.2 + 0.7 through
+            raise ValueError(f"the rates add up to {sum(self.rates.values()):g}, more than 1")
         self._rng = random.Random(self.seed)
         self._seen: Counter[str] = Counter()
 
@@ -134,9 +158,11 @@ class ChatServer:
             self.bodies.append(body)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            fault = self.faults.choose(hashlib.sha256(raw).hexdigest(), body.get("model"))
+            fault = self.faults.choose(request_key(body), body.get("model"))
             self.faults_served[fault] += 1
         try:
+            if fault == "drop":
+                return _drop(request)
             return await self._reply(fault, body, messages)
         finally:
             with self._lock:
@@ -153,7 +179,8 @@ class ChatServer:
             return _error(400, "injected 400: this model's maximum context length is exceeded", "invalid_request_error")
         if fault == "malformed":
             return web.Response(status=200, text='{"choices": [', content_type="application/json")
-        text = "I cannot answer in JSON today." if fault == "bad_content" else self.replier(messages, body)
+        canned = {"bad_content": "I cannot answer in JSON today.", "refusal": REFUSAL}
+        text = canned[fault] if fault in canned else self.replier(messages, body)
         return web.json_response(completion(self.model, text, messages))
 
     async def _start(self) -> None:
@@ -195,6 +222,12 @@ class ChatServer:
         self.stop()
 
 
+def request_key(body: dict[str, Any]) -> str:
+    """What makes two arrivals the same request: the body without its seed (a retry may change it)."""
+    fields = {k: v for k, v in body.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def completion(model: str, text: str, messages: list[dict[str, str]]) -> dict[str, Any]:
     """A chat.completion body, with word counts standing in for token counts."""
     prompt_tokens = sum(len(m.get("content", "").split()) for m in messages)
@@ -217,24 +250,8 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
     return web.json_response(body, status=status, headers=headers)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lit_mrrml.testing", description=__doc__)
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")
-    parser.add_argument(
-        "--rules", choices=("generation", "healthbench", "echo"), default="generation", help="how to reply"
-    )
-    args = parser.parse_args(argv)
-    from lit_mrrml.testing.judge_rules import RubricJudgeRules
-    from lit_mrrml.testing.rules import GenerationRules
-
-    repliers: dict[str, Replier] = {"generation": GenerationRules(), "healthbench": RubricJudgeRules()}
-    replier = repliers.get(args.rules, echo_replier)
-    server = ChatServer(replier, latency=args.latency, port=args.port)
-
-    async def serve() -> None:
-        await server._start()
-        print(f"serving {server.url}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(serve())
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection before any byte of a response: the client sees a disconnect, not a status."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never sent: aiohttp writes nothing to a closed transport

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from lit_mrrml.data.datamodule import RubricDataModule
+from lit_mrrml.data.datamodule import RubricDataModule, SplitLeakError
 from lit_mrrml.data.sampler import CellBalancedSampler
 from lit_mrrml.data.units import BadRecordError
 from lit_mrrml.models.backbone import BackboneSpec
+from lit_mrrml.textio import NotUTF8Error
 from tests.conftest import MATRIX_PATH, make_unit, write_jsonl
 
 BATCH_KEYS = {"input_ids", "attention_mask", "anchor_index", "num_responses", "dimension", "scenario", "unit_ids"}
@@ -178,3 +180,43 @@ def test_missing_unit_file_raises(tiny_spec: BackboneSpec, tmp_path: Path) -> No
     dm = datamodule({"train": tmp_path / "absent.jsonl"}, tiny_spec)
     with pytest.raises(FileNotFoundError, match=r"absent\.jsonl"):
         dm.setup("fit")
+
+
+COPIES = {
+    "trailing space": lambda p: p + " ",
+    "leading space": lambda p: " " + p,
+    "upper case": str.upper,
+    "other whitespace": lambda p: p.replace(" ", "  \n\t"),
+}
+
+
+@pytest.mark.parametrize("copy", COPIES.values(), ids=COPIES.keys())
+def test_a_prompt_that_differs_in_case_or_whitespace_still_leaks(
+    copy: Any, unit_files: dict[str, Path], tiny_spec: BackboneSpec, tmp_path: Path
+) -> None:
+    train_prompt = make_unit(3)["prompt"][0]["content"]
+    assert copy(train_prompt) != train_prompt
+    leaky = write_jsonl(tmp_path / "leaky_val.jsonl", [make_unit(999, prompt=copy(train_prompt))])
+    dm = datamodule({**unit_files, "val": leaky}, tiny_spec)
+    with pytest.raises(SplitLeakError) as info:
+        dm.setup("fit")
+    assert str(info.value) == (
+        "prompt of unit 'u999' (val) also appears in train (unit 'u3'; prompts are compared ignoring case and "
+        "whitespace): split ranked units by prompt so that no prompt is in two splits"
+    )
+
+
+def test_a_units_file_that_is_not_utf8_names_the_line_and_offset(
+    unit_files: dict[str, Path], tiny_spec: BackboneSpec, tmp_path: Path
+) -> None:
+    good = make_unit(0)
+    path = tmp_path / "latin1.jsonl"
+    text = json.dumps(good) + "\n" + json.dumps(make_unit(1, prompt="Fièvre depuis hier?"), ensure_ascii=False)
+    path.write_bytes(text.encode("latin-1") + b"\n")
+    offset = path.read_bytes().index(b"\xe8")
+    dm = datamodule({**unit_files, "train": path}, tiny_spec, on_bad_record="skip")  # not one bad record: the file
+    with pytest.raises(NotUTF8Error) as info:
+        dm.setup("fit")
+    assert str(info.value) == (
+        f"{path}:2: not UTF-8 text: byte 0xe8 at byte offset {offset} cannot be decoded (save the file as UTF-8)"
+    )

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from lit_mrrml.generate import PromptTemplates, TemplateError
+from lit_mrrml.textio import NotUTF8Error
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "configs" / "generate" / "templates" / "v1.yaml"
@@ -80,3 +81,15 @@ def test_syntax_errors_and_unknown_knob_weights(tmp_path):
         PromptTemplates.load(SHIPPED, knob_weights={"turn": {"multi": 0}})
     with pytest.raises(TemplateError, match=r"knob_weights\.turns\.mult: no such option"):
         PromptTemplates.load(SHIPPED, knob_weights={"turns": {"mult": 0}})
+
+
+def test_a_template_file_that_is_not_utf8_names_the_byte_offset(tmp_path):
+    shipped = (ROOT / "configs" / "generate" / "templates" / "v1.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(shipped.replace("name: mrrml-default", "name: mrrml-défaut").encode("latin-1", "replace"))
+    offset = path.read_bytes().index(b"\xe9")
+    with pytest.raises(NotUTF8Error) as info:
+        PromptTemplates.load(path)
+    assert str(info.value) == (
+        f"{path}: not UTF-8 text: byte 0xe9 at byte offset {offset} cannot be decoded (save the file as UTF-8)"
+    )

@@ -13,8 +13,8 @@ import pytest
 
 from lit_mrrml.healthbench.command import build_parser, healthbench_command
 from lit_mrrml.healthbench.rows import BUNDLED_ROWS, load_rows
-from lit_mrrml.testing import ChatServer, RubricJudgeRules
-from tests.conftest import ROOT
+from lit_mrrml.testing import ChatServer, FaultPlan, RubricJudgeRules
+from tests.conftest import ROOT, assert_stopped_early_saying_why_once, dead_url
 from tests.healthbench.conftest import GRADED_ROWS, write_rows
 from tests.healthbench.test_evaluate import Stubborn
 from tests.test_cli import run_cli
@@ -114,3 +114,55 @@ def test_the_readme_dry_run_against_the_server_process(tmp_path):
         server.terminate()
         server.wait(10)
     assert json.loads((tmp_path / "results.json").read_text())["rows"]["graded"] == 3
+
+
+def run_module(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "lit_mrrml", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_an_unreachable_judge_stops_the_run_early_and_says_why_once(tmp_path):
+    url = dead_url()
+    # backoffs of up to two minutes: retrying each of the 59 criteria 5 times would take many minutes,
+    # so finishing within the subprocess timeout means the run stopped early
+    out = run_module(
+        "healthbench", "--config", str(LOOPBACK), f"--judge.init_args.base_url={url}", f"--output_dir={tmp_path}",
+        "--rows.limit=5", "--progress=false", "--judge.init_args.retry.base_delay=120",
+        "--judge.init_args.retry.max_delay=120",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert_stopped_early_saying_why_once(out.stderr, url)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_judge_that_goes_away_keeps_every_verdict_received_and_the_rerun_asks_only_the_rest(tmp_path, capsys):
+    received = 15
+    plan = FaultPlan(script=["ok"] * received, rates={"drop": 1.0})  # 15 verdicts, then the judge is gone
+    with ChatServer(RubricJudgeRules(), plan) as server:
+        # one request at a time: the 15 verdicts all arrive before the first dropped connection
+        args = flags(server, tmp_path / "out", "--rows.limit=5", "--judge.init_args.concurrency=1",
+                     "--judge.init_args.retry.base_delay=0.01")  # fmt: skip
+        assert healthbench_command(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("error: cannot reach") == 1 and "ServerDisconnectedError" in err
+        cache = tmp_path / "out" / "cache" / "verdicts.jsonl"
+        assert len(verdict_lines(cache)) == received
+        server.faults = FaultPlan()
+        before = server.requests
+        assert healthbench_command(args) == 0
+        assert server.requests - before == 59 - received
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"]["graded"] == 5
+
+
+def test_an_api_key_in_place_of_its_variable_name_exits_2_and_is_written_nowhere(tmp_path):
+    out = run_module(
+        "healthbench", "--config", str(LOOPBACK), "--judge.init_args.api_key_env=sk-proj-abc123SECRET",
+        f"--output_dir={tmp_path / 'out'}", "--progress=false",
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "abc123SECRET" not in out.stdout + out.stderr
+    assert (
+        "error: api_key_env (model 'rule-judge' at http://127.0.0.1:8000/v1) must name the environment " in out.stderr
+    )
+    assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()

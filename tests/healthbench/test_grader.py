@@ -15,6 +15,7 @@ from lit_mrrml.healthbench.grader import (
 )
 from lit_mrrml.healthbench.options import GraderOptions
 from lit_mrrml.healthbench.rows import Criterion
+from lit_mrrml.textio import NotUTF8Error
 
 
 def test_the_conversation_reads_as_role_content_turns_with_the_answer_last():
@@ -77,3 +78,14 @@ def test_verdicts_parse_from_fenced_or_wrapped_json(text, verdict):
 def test_a_reply_without_a_boolean_verdict_is_refused(text, reason):
     with pytest.raises(ReplyFormatError, match=reason):
         parse_verdict(text)
+
+
+def test_a_grader_template_that_is_not_utf8_names_the_offset(tmp_path):
+    path = tmp_path / "grader.txt"
+    path.write_bytes("Conversation: <<conversation>>\nItem: <<rubric_item>>\nRéponds en JSON.".encode("latin-1"))
+    with pytest.raises(NotUTF8Error) as info:
+        Grader(GraderOptions(template=str(path)))
+    offset = path.read_bytes().index(b"\xe9")
+    assert str(info.value) == (
+        f"{path}: not UTF-8 text: byte 0xe9 at byte offset {offset} cannot be decoded (save the file as UTF-8)"
+    )

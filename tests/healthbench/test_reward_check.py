@@ -10,11 +10,24 @@ import torch
 
 from lit_mrrml import RewardModel
 from lit_mrrml.data.encode import render_ids
+from lit_mrrml.healthbench.command import healthbench_command
+from lit_mrrml.healthbench.fingerprint import files_fingerprint
 from lit_mrrml.healthbench.options import RewardCheckOptions
-from lit_mrrml.healthbench.reward_check import average_ranks, axis_dimensions, load_reward_model, spearman
+from lit_mrrml.healthbench.reward_check import (
+    Correlation,
+    average_ranks,
+    axis_dimensions,
+    load_reward_model,
+    rank_correlation,
+    spearman,
+)
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import DimensionMismatchError
 from lit_mrrml.models.backbone import load_tokenizer
+from lit_mrrml.modules.checkpoint import CheckpointError
+from lit_mrrml.modules.reward import NonFiniteRewardError
 from tests.healthbench.conftest import GRADED_ROWS, make_eval
+from tests.healthbench.test_command import flags
 from tests.modules.test_reward_model import make_data, make_model, trainer
 
 
@@ -66,9 +79,16 @@ def test_every_answer_is_scored_and_each_axis_is_correlated(tmp_path, judge_serv
         "axis:context_awareness",
         "axis:instruction_following",
     }
-    assert axes["overall"] == {"dimension": "total", "spearman": axes["overall"]["spearman"], "n": 3}
+    assert axes["overall"] == {"dimension": "total", "spearman": axes["overall"]["spearman"], "reason": None, "n": 3}
     assert axes["axis:completeness"]["dimension"] == "completeness" and axes["axis:completeness"]["n"] == 2
-    assert axes["axis:accuracy"]["n"] == 1 and axes["axis:accuracy"]["spearman"] is None  # one row: no correlation
+    assert axes["axis:accuracy"] == {  # one row: no correlation, and the report says why
+        "dimension": "accuracy",
+        "spearman": None,
+        "reason": "1 graded row(s): at least 3 are needed",
+        "n": 1,
+    }
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| axis:accuracy | accuracy | - (1 graded row(s): at least 3 are needed) | 1 |" in summary
 
     model = RewardModel.from_pretrained(reward_export)
     cached = [json.loads(line) for line in (tmp_path / "out" / "cache" / "rewards.jsonl").read_text().splitlines()]
@@ -115,3 +135,87 @@ def test_axes_come_from_the_matrix_and_the_axis_map(reward_export):
     assert axis_dimensions(model, {"accuracy": "safety"})["axis:accuracy"] == model.dimension_names.index("safety")
     with pytest.raises(ValueError, match="unknown reward dimension 'safty'"):
         axis_dimensions(model, {"axis:accuracy": "safty"})
+
+
+def test_an_undefined_correlation_says_why():
+    assert rank_correlation([1, 2], [1, 2]) == Correlation(None, "2 graded row(s): at least 3 are needed")
+    assert rank_correlation([1, 1, 1], [1, 2, 3]) == Correlation(None, "the reward is the same on every row")
+    assert rank_correlation([1, 2, 3], [0.5] * 3) == Correlation(
+        None, "the judge-graded score is the same on every row"
+    )
+    assert rank_correlation([1, float("nan"), 3], [1, 2, 3]) == Correlation(None, "non-finite values")
+    assert rank_correlation([1, 2, 3], [1, 3, 2]) == Correlation(pytest.approx(0.5), None)
+
+
+def test_cached_non_finite_rewards_are_scored_again(tmp_path, judge_server, rows_file, reward_export):
+    options = RewardCheckOptions(model=str(reward_export))
+    first = make_eval(tmp_path / "out", judge_server, rows_file, reward_check=options).run()
+    cache = tmp_path / "out" / "cache" / "rewards.jsonl"
+    records = [json.loads(line) for line in cache.read_text().splitlines()]
+    records[0]["rewards"][0] = float("nan")  # as an older version could have written it
+    cache.write_text("".join(json.dumps(r) + "\n" for r in records))  # Python writes NaN unless told not to
+    again = make_eval(tmp_path / "out", judge_server, rows_file, reward_check=options).run()
+    assert again.results["reward_check"] == first.results["reward_check"]
+    assert "NaN" not in cache.read_text().splitlines()[-1]  # the answer was scored again, and finite
+
+
+def test_the_matrix_in_use_is_checked_against_the_reward_model(
+    tmp_path, judge_server, rows_file, reward_export, matrix
+):
+    data = matrix.to_dict()
+    data["dimensions"].reverse()  # the same dimensions, in another order
+    path = tmp_path / "reversed.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    options = RewardCheckOptions(model=str(reward_export), matrix=str(path))
+    with pytest.raises(
+        DimensionMismatchError,
+        match=rf"^{reward_export} was trained with the dimensions .*the same names in another order",
+    ):
+        make_eval(tmp_path / "out", judge_server, rows_file, reward_check=options).run()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=rf"^reward_check.model: {path} is not a Lightning checkpoint"):
+        load_reward_model(str(path))
+
+
+def test_non_finite_rewards_name_the_rows(tmp_path, judge_server, rows_file, tiny_spec, matrix):
+    model = make_model(tiny_spec, matrix, training_mode="frozen")
+    model.configure_model()
+    with torch.no_grad():
+        model.head.bias[1] = float("inf")  # a diverged head, exported as it is: the checksums match
+    export = model.save_pretrained(tmp_path / "diverged")
+    options = RewardCheckOptions(model=str(export))
+    with pytest.raises(NonFiniteRewardError) as info:
+        make_eval(tmp_path / "out", judge_server, rows_file, reward_check=options).run()
+    assert str(info.value).startswith(
+        f"reward_check.model diverged@{files_fingerprint([export])}: non-finite rewards (NaN or inf) for unit(s) "
+        "['r1', 'r2', 'r3']: the model's weights may be corrupt"
+    )
+    cache = tmp_path / "out" / "cache" / "rewards.jsonl"
+    assert not cache.exists() or not cache.read_text()  # nothing cached
+
+
+def test_a_corrupt_or_mismatched_reward_model_exits_2_with_one_message(
+    tmp_path, judge_server, rows_file, reward_export, matrix, capsys
+):
+    head = reward_export / "head.safetensors"
+    good = head.read_bytes()
+    head.write_bytes(good[:-8])  # a truncated copy
+    argv = flags(judge_server, tmp_path / "out", f"--rows.path={rows_file}", f"--reward_check.model={reward_export}")
+    assert healthbench_command(argv) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {head}: sha256 differs from the one recorded in reward_config.json")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+    head.write_bytes(good)
+    data = matrix.to_dict()
+    data["dimensions"].reverse()
+    path = tmp_path / "reversed.yaml"
+    path.write_text(json.dumps(data))
+    assert healthbench_command([*argv, f"--reward_check.matrix={path}"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {reward_export} was trained with the dimensions ['accuracy'," in err
+    assert "(the same names in another order)" in err and not (tmp_path / "out" / "results.json").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from lit_mrrml.healthbench import HealthBenchFormatError, bundled_rows_path, load_rows
 from lit_mrrml.healthbench.rows import BUNDLED_ROWS, Criterion
+from lit_mrrml.textio import NotUTF8Error
 from tests.healthbench.conftest import make_row, rubric, write_rows
 
 
@@ -119,3 +120,16 @@ def test_an_unknown_theme_gets_a_hint():
         load_rows(BUNDLED_ROWS, themes=["hedgin"])
     with pytest.raises(ValueError, match="limit must be at least 1"):
         load_rows(BUNDLED_ROWS, limit=0)
+
+
+def test_a_rows_file_that_is_not_utf8_names_the_line_and_offset(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    first = json.dumps(make_row("a", [rubric("Advises rest", 5)]))
+    second = json.dumps(make_row("b", [rubric("Mentions fièvre", 5)]), ensure_ascii=False)
+    path.write_bytes(f"{first}\n{second}\n".encode("cp1252"))
+    offset = path.read_bytes().index(b"\xe8")
+    with pytest.raises(NotUTF8Error) as info:
+        load_rows(path)
+    assert str(info.value) == (
+        f"{path}:2: not UTF-8 text: byte 0xe8 at byte offset {offset} cannot be decoded (save the file as UTF-8)"
+    )

@@ -100,21 +100,21 @@ def test_cli_matrix_prints_the_table_for_the_shipped_file() -> None:
     assert "0.35 (3)" in result.stdout  # emergency_referrals x safety
 
 
-def test_cli_matrix_reports_problems_on_stderr_and_exits_1(tmp_path: Path, matrix: RubricMatrix) -> None:
+def test_cli_matrix_reports_problems_on_stderr_and_exits_2(tmp_path: Path, matrix: RubricMatrix) -> None:
     data = matrix.to_dict()
     data["scenarios"][2]["weights"]["acuracy"] = 0.1
     data["dimensions"][0]["description"] = ""
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     result = run_cli("matrix", str(path))
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input: the same status as every other command's
     assert "scenarios[2].weights.acuracy: unknown dimension 'acuracy'; did you mean 'accuracy'?" in result.stderr
     assert "dimensions[0].description: must be a non-empty string" in result.stderr
     assert "2 problem(s)" in result.stderr
     assert "valid rubric matrix" not in result.stdout
 
 
-def test_cli_matrix_missing_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["matrix", str(tmp_path / "absent.yaml")]) == 1
+def test_cli_matrix_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["matrix", str(tmp_path / "absent.yaml")]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "absent.yaml" in err

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from lit_mrrml.matrix import MatrixError, RubricMatrix
+from lit_mrrml.textio import NotUTF8Error
 
 
 def valid_data() -> dict[str, Any]:
@@ -302,3 +303,42 @@ def test_empty_yaml_file_is_a_matrix_error(tmp_path: Path) -> None:
     path.write_text("", encoding="utf-8")
     with pytest.raises(MatrixError, match="top level must be a mapping"):
         RubricMatrix.from_yaml(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_with_their_path(value: float) -> None:
+    data = valid_data()
+    data["scenarios"][0]["weights"] = {"accuracy": value, "safety": 1.0}
+    assert problems_of(data) == [f"scenarios[0].weights.accuracy: must be a finite number, got {value}"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_criterion_points_are_refused_with_their_path(value: float) -> None:
+    data = valid_data()
+    data["criteria"][0]["points"] = value
+    assert problems_of(data) == [f"criteria[0].points: must be a finite number, got {value}"]
+
+
+def test_yaml_nan_and_inf_in_a_file_are_reported_together(tmp_path: Path) -> None:
+    text = (
+        yaml.safe_dump(valid_data()).replace("accuracy: 0.4", "accuracy: .nan").replace("points: -5", "points: -.inf")
+    )
+    path = tmp_path / "nan.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MatrixError) as info:
+        RubricMatrix.from_yaml(path)
+    assert info.value.problems == [
+        "scenarios[0].weights.accuracy: must be a finite number, got nan",
+        "criteria[0].points: must be a finite number, got -inf",
+    ]
+
+
+def test_a_matrix_file_that_is_not_utf8_names_the_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(valid_data()).replace("Pediatrics", "Pédiatrie").encode("latin-1"))
+    offset = path.read_bytes().index(b"\xe9")
+    with pytest.raises(NotUTF8Error) as info:
+        RubricMatrix.from_yaml(path)
+    assert str(info.value) == (
+        f"{path}: not UTF-8 text: byte 0xe9 at byte offset {offset} cannot be decoded (save the file as UTF-8)"
+    )

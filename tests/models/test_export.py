@@ -9,8 +9,11 @@ import torch
 
 from lit_mrrml import RewardModel
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import DimensionMismatchError
 from lit_mrrml.models.backbone import BackboneSpec, build_backbone
+from lit_mrrml.models.export_config import ExportError
 from lit_mrrml.models.tiny import TINY_QWEN2
+from lit_mrrml.textio import NotUTF8Error
 from tests.modules.test_reward_model import make_data, make_model
 
 
@@ -116,3 +119,130 @@ def test_lora_export_with_backbone_saves_plain_base_weights(saved_backbone, unit
     data.setup("test")
     batch = next(iter(data.test_dataloader()))
     torch.testing.assert_close(rewards_of(RewardModel.from_pretrained(out), batch), rewards_of(model, batch))
+
+
+@pytest.fixture
+def export(tiny_spec, matrix, tmp_path):
+    """A full-mode export (backbone included) of the tiny model."""
+    model = make_model(tiny_spec, matrix, training_mode="full")
+    model.configure_model()
+    return model.save_pretrained(tmp_path / "export")
+
+
+def edit_config(folder, **fields):
+    path = folder / "reward_config.json"
+    config = json.loads(path.read_text())
+    config.update(fields)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_the_config_records_the_matrix_hash_and_every_weight_file(export, matrix):
+    from lit_mrrml.models.export_config import sha256_file
+
+    config = json.loads((export / "reward_config.json").read_text())
+    assert config["format"] == "lit_mrrml.reward/2" and config["matrix_hash"] == matrix.content_hash()
+    assert sorted(config["files"]) == ["backbone/model.safetensors", "head.safetensors"]
+    assert config["files"]["head.safetensors"] == sha256_file(export / "head.safetensors")
+
+
+def test_weight_files_get_the_folders_permissions(export):
+    mode = (export / "reward_config.json").stat().st_mode
+    assert (export / "head.safetensors").stat().st_mode == mode  # safetensors itself writes 0600
+    assert (export / "backbone" / "model.safetensors").stat().st_mode == mode
+
+
+def test_a_corrupt_weight_file_is_named(export):
+    head = export / "head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte in a tensor: it would load, as a wrong reward
+    head.write_bytes(bytes(data))
+    with pytest.raises(ExportError) as info:
+        RewardModel.from_pretrained(export)
+    assert str(info.value) == (
+        f"{head}: sha256 differs from the one recorded in reward_config.json ({len(data)} bytes): the file is "
+        "corrupt or truncated; copy it again or export again"
+    )
+
+
+def test_a_truncated_backbone_is_named(export):
+    weights = export / "backbone" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ExportError, match=rf"^{weights}: sha256 differs .*\(1000 bytes\)"):
+        RewardModel.from_pretrained(export)
+
+
+def test_a_missing_weight_file_is_named(export):
+    (export / "backbone" / "model.safetensors").unlink()
+    with pytest.raises(ExportError, match=r"model\.safetensors: missing \(listed in reward_config\.json\)"):
+        RewardModel.from_pretrained(export)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"training_mode": "halfway"}, "training_mode: unknown value 'halfway'; expected one of frozen, lora, full"),
+        ({"head": "deep"}, "head: unknown value 'deep'; expected one of linear, mlp"),
+        ({"embedding_dim": 0}, "embedding_dim: must be a positive integer, got 0"),
+        ({"dimension_names": ["a", "a"]}, "dimension_names: repeats a dimension: ['a', 'a']"),
+        ({"lora": {"r": 4}}, "lora: must be null for training_mode 'full'"),
+        ({"heads": "linear"}, "heads: unknown field; did you mean 'head'?"),
+        ({"format": "lit_mrrml.reward/1"}, "format: unsupported format 'lit_mrrml.reward/1', expected "),
+        ({"matrix_hash": "0" * 64}, "matrix_hash: '" + "0" * 64 + "' is not the hash of the matrix snapshot"),
+        ({"files": {"head.safetensors": "xyz"}}, "files.head.safetensors: must be a relative path inside the"),
+    ],
+)
+def test_fields_that_are_not_the_projects_are_refused_naming_the_file_and_field(export, fields, message):
+    path = edit_config(export, **fields)
+    with pytest.raises(ExportError) as info:
+        RewardModel.from_pretrained(export)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_unknown_backbone_fields_and_values_are_named(export):
+    config = json.loads((export / "reward_config.json").read_text())
+    path = edit_config(export, backbone={**config["backbone"], "dtype": "float8"})
+    with pytest.raises(ExportError, match=r"backbone\.dtype: unknown value 'float8'; expected one of float32, "):
+        RewardModel.from_pretrained(export)
+    edit_config(export, backbone={**config["backbone"], "quantisation": "4bit"})
+    with pytest.raises(ExportError, match=rf"^{path}: backbone\.quantisation: unknown field; did you mean"):
+        RewardModel.from_pretrained(export)
+
+
+def test_a_dimension_list_that_does_not_fit_the_head_is_refused(export, matrix):
+    names = list(matrix.dimension_ids)
+    path = edit_config(export, dimension_names=names[:5])  # the snapshot still lists six
+    with pytest.raises(ExportError, match=rf"^{path}: matrix: its dimensions \[.*\] are not dimension_names"):
+        RewardModel.from_pretrained(export)
+    edit_config(export, matrix=None, matrix_hash=None)  # without a snapshot, the head's size is the check
+    with pytest.raises(ExportError) as info:
+        RewardModel.from_pretrained(export)
+    assert str(info.value) == (
+        f"{export / 'head.safetensors'}: the head has 6 dimension axes of size 16, but reward_config.json gives "
+        f"dimension_names (5: {names[:5]}) and embedding_dim 16"
+    )
+
+
+def test_a_config_that_is_not_json_or_not_utf8_is_named(export):
+    path = export / "reward_config.json"
+    path.write_text('{"format": "lit_mrrml.reward/2",\n  oops}')
+    with pytest.raises(
+        ExportError, match=rf"^{path}: not valid JSON \(Expecting property name .* at line 2, column 3\)"
+    ):
+        RewardModel.from_pretrained(export)
+    path.write_bytes(b'{"format": "caf\xe9"}')
+    with pytest.raises(NotUTF8Error, match=rf"^{path}: not UTF-8 text: byte 0xe9 at byte offset 15 "):
+        RewardModel.from_pretrained(export)
+
+
+def test_from_pretrained_checks_the_matrix_in_use(export, matrix, tiny_spec, caplog):
+    data = matrix.to_dict()
+    data["dimensions"].reverse()
+    with pytest.raises(DimensionMismatchError, match=rf"^{export} was trained with the dimensions \['accuracy'"):
+        RewardModel.from_pretrained(export, matrix=RubricMatrix.from_dict(data))
+    data = matrix.to_dict()
+    data["scenarios"][0]["weights"] = {"safety": 1.0}
+    with caplog.at_level("WARNING", logger="lit_mrrml"):
+        model = RewardModel.from_pretrained(export, matrix=RubricMatrix.from_dict(data))
+    assert "changed: scenarios.emergency_referrals.weights" in caplog.text
+    assert model.total_weights(torch.tensor([0])).tolist() == [[0, 0, 0, 0, 0, 1.0]]  # the new weights total

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from callbacks import RewardPredictionWriter
 from lit_mrrml import GPRCLoss, RewardModel, RubricDataModule
 from lit_mrrml.matrix import RubricMatrix
+from lit_mrrml.matrix.compare import DimensionMismatchError
 from lit_mrrml.models.backbone import BackboneSpec
+from lit_mrrml.modules.reward import NonFiniteRewardError, check_finite_rewards
 from tests.conftest import MATRIX_PATH
 
 
-def make_data(spec: BackboneSpec, files: dict[str, Path], **kwargs) -> RubricDataModule:
+def make_data(spec: BackboneSpec, files: dict[str, Path], matrix: Path = MATRIX_PATH, **kwargs) -> RubricDataModule:
     return RubricDataModule(
-        matrix=str(MATRIX_PATH),
+        matrix=str(matrix),
         train_files=[str(files["train"])],
         val_files=[str(files["val"])],
         test_files=[str(files["test"])],
@@ -220,3 +224,102 @@ def test_load_from_checkpoint_rebuilds_the_model(tiny_spec, unit_files, matrix, 
     assert reloaded.dimension_names == list(matrix.dimension_ids)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[name], value)
+
+
+def matrix_file(matrix: RubricMatrix, folder: Path, edit) -> tuple[RubricMatrix, Path]:
+    """A copy of ``matrix`` changed by ``edit(data)``, and its YAML file."""
+    data = matrix.to_dict()
+    edit(data)
+    path = folder / "edited_matrix.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return RubricMatrix.from_yaml(path), path
+
+
+def swap_accuracy_and_safety(data: dict) -> None:
+    dims = data["dimensions"]
+    i, j = [d["id"] for d in dims].index("accuracy"), [d["id"] for d in dims].index("safety")
+    dims[i], dims[j] = dims[j], dims[i]
+
+
+@pytest.fixture
+def fitted(tiny_spec, unit_files, matrix, tmp_path) -> Path:
+    """A checkpoint of a full-mode tiny model trained two steps on the shipped matrix."""
+    model = make_model(tiny_spec, matrix, training_mode="full")
+    t = trainer(tmp_path)
+    t.fit(model, datamodule=make_data(tiny_spec, unit_files))
+    t.save_checkpoint(tmp_path / "m.ckpt")
+    return tmp_path / "m.ckpt"
+
+
+def test_a_checkpoint_records_its_dimensions_and_matrix_hash(fitted, matrix):
+    meta = torch.load(fitted, weights_only=True)["lit_mrrml"]
+    assert meta["dimensions"] == list(matrix.dimension_ids)
+    assert meta["matrix_hash"] == matrix.content_hash()
+
+
+@pytest.mark.parametrize("stage", ["predict", "test", "validate"])
+def test_a_checkpoint_is_refused_under_a_matrix_with_its_dimensions_reordered(
+    stage, fitted, tiny_spec, unit_files, matrix, tmp_path
+):
+    other, path = matrix_file(matrix, tmp_path, swap_accuracy_and_safety)
+    model = make_model(tiny_spec, other, training_mode="full")
+    with pytest.raises(DimensionMismatchError) as info:
+        getattr(trainer(tmp_path), stage)(model, datamodule=make_data(tiny_spec, unit_files, path), ckpt_path=fitted)
+    trained, in_use = list(matrix.dimension_ids), list(other.dimension_ids)
+    assert str(info.value).startswith(
+        f"checkpoint {fitted} was trained with the dimensions {trained}, but the matrix in use has {in_use} "
+        "(the same names in another order): its rewards would be reported under the wrong names."
+    )
+
+
+def test_a_reweighted_matrix_is_accepted_with_a_warning_and_its_weights_total(
+    fitted, tiny_spec, unit_files, matrix, tmp_path, caplog
+):
+    def edit(data: dict) -> None:
+        data["scenarios"][0]["weights"] = {"safety": 1.0}  # emergency_referrals: all on safety
+        data["dimensions"][0]["levels"]["good"] = "Reworded."
+
+    other, path = matrix_file(matrix, tmp_path, edit)
+    writer = RewardPredictionWriter(str(tmp_path / "p.jsonl"))
+    model = make_model(tiny_spec, other, training_mode="full")
+    with caplog.at_level(logging.WARNING, logger="lit_mrrml"):
+        trainer(tmp_path, callbacks=[writer], limit_predict_batches=1).predict(
+            model, datamodule=make_data(tiny_spec, unit_files, path), ckpt_path=fitted, return_predictions=False
+        )
+    assert f"checkpoint {fitted} was trained with another version of this matrix (changed: " in caplog.text
+    assert "dimensions.accuracy.levels.good, scenarios.emergency_referrals.weights)" in caplog.text
+    assert "the total reward follows the new scenario weights" in caplog.text
+    first = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])  # unit u200: emergency_referrals
+    assert first["total"] == pytest.approx(first["rewards"]["safety"], rel=1e-6)
+
+
+def corrupt(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint with one head bias set to NaN, as a bad copy or a diverged run would have it."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"]["head.bias"][2] = float("nan")
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.parametrize("stage", ["predict", "test"])
+def test_non_finite_rewards_from_a_loaded_model_name_the_units(stage, fitted, tiny_spec, unit_files, matrix, tmp_path):
+    bad = corrupt(fitted, tmp_path / "bad.ckpt")
+    model = make_model(tiny_spec, matrix, training_mode="full")
+    with pytest.raises(NonFiniteRewardError) as info:
+        getattr(trainer(tmp_path), stage)(model, datamodule=make_data(tiny_spec, unit_files), ckpt_path=bad)
+    assert str(info.value) == (
+        f"{stage}: non-finite rewards (NaN or inf) for unit(s) ['u200', 'u201', 'u202', 'u203']: the model's "
+        "weights may be corrupt (check the checkpoint or export, or train again), or the inputs overflow its dtype"
+    )
+
+
+def test_check_finite_rewards_looks_at_real_rows_only():
+    rewards = torch.zeros(3, 2, 2)  # (B, K, L)
+    rewards[1, 1, 0] = float("inf")  # unit b's second response
+    rewards[2, 1, 1] = float("nan")  # unit c's padding row: not a response
+    valid = torch.tensor([[True, True], [True, True], [True, False]])
+    with pytest.raises(NonFiniteRewardError, match=r"^x: non-finite rewards \(NaN or inf\) for unit\(s\) \['b'\]:"):
+        check_finite_rewards(rewards, valid, ["a", "b", "c"], "x")
+    check_finite_rewards(
+        rewards, valid & torch.tensor([[True, True], [True, False], [True, False]]), ["a", "b", "c"], "x"
+    )
