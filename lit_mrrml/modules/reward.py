@@ -103,7 +103,7 @@ class RewardModel(L.LightningModule):
             dimension_names = dimension_names or list(snapshot.dimension_ids)
             weights = torch.tensor(snapshot.weight_matrix())  # (S, L)
         else:
-            weights = None
+            snapshot, weights = None, None
         if dimension_names is None:
             dimension_names = [f"dim{i}" for i in range(num_dimensions or 0)]
         if not dimension_names or (num_dimensions is not None and num_dimensions != len(dimension_names)):
@@ -114,6 +114,7 @@ class RewardModel(L.LightningModule):
         self.embedding_dim, self.head_kind = embedding_dim, head
         self.gradient_checkpointing, self.feature_cache_dir = gradient_checkpointing, feature_cache_dir
         self.matrix_snapshot = matrix
+        self.matrix_hash = snapshot.content_hash() if snapshot is not None else None  # recorded in checkpoints
         self.lora_spec = lora or LoraSpec()
         self.dimension_names = list(dimension_names)
         self.loss = loss if loss is not None else GPRCLoss()
@@ -318,13 +319,6 @@ class RewardModel(L.LightningModule):
             "dimensions": self.dimension_names,
             "matrix_hash": self.matrix_hash,
         }
-
-    @property
-    def matrix_hash(self) -> str | None:
-        """The content hash of the matrix snapshot (None without one)."""
-        if self.matrix_snapshot is None:
-            return None
-        return RubricMatrix.from_dict(self.matrix_snapshot, "model.matrix").content_hash()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the checkpoint's dimensions against this model's matrix (refused when they differ,
