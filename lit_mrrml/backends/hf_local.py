@@ -22,6 +22,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from lit_mrrml.backends.base import ChatBackend, ChatReply, ChatRequest, OnReply, ReplyFormatError, Usage, parse_reply
 from lit_mrrml.models.backbone import BackboneSpec, build_backbone, load_tokenizer
+from lit_mrrml.policy.masks import stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +176,7 @@ class HFLocalBackend(ChatBackend):
 
 def _stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """End-of-turn token ids: the EOS token and ChatML's ``<|im_end|>`` when the vocabulary has it."""
-    ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
-    im_end: Any = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return sorted(ids)
+    return stop_token_ids(tokenizer)
 
 
 def _batch_seed(seed: int, batch: list[ChatRequest], attempt: int) -> int:

@@ -1,4 +1,5 @@
-"""Ranked units: one prompt, one dimension, K >= 2 responses ordered best to worst on it.
+"""Ranked units: one prompt, one dimension, K >= 2 responses ordered best to worst on it; and the
+JSONL reading under the ``on_bad_record`` policy that every data file shares (``read_records``).
 
 JSONL, one unit a line (design/overview.md). A chosen/rejected pair is a unit with K = 2. Every
 record is checked against the rubric matrix; a bad one is reported as ``file:line: reason``.
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from lit_mrrml.errors import InputError
 from lit_mrrml.matrix import RubricMatrix
@@ -19,6 +20,7 @@ from lit_mrrml.matrix.suggest import did_you_mean
 from lit_mrrml.textio import read_lines
 
 ROLES = ("system", "user", "assistant")
+T = TypeVar("T")
 OnBadRecord = Literal["fail", "skip"]
 
 
@@ -72,7 +74,7 @@ def parse_unit(record: Any, matrix: RubricMatrix) -> RankedUnit:
         if value not in known:
             raise BadRecordError(f"unknown {key} {value!r}{did_you_mean(str(value), known)}")
         refs[key] = value
-    return RankedUnit(id=unit_id, prompt=_prompt(record.get("prompt")), responses=responses, **refs)
+    return RankedUnit(id=unit_id, prompt=parse_messages(record.get("prompt")), responses=responses, **refs)
 
 
 def _responses(record: Mapping[str, Any]) -> tuple[str, ...]:
@@ -94,21 +96,23 @@ def _responses(record: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(responses)
 
 
-def _prompt(prompt: Any) -> tuple[tuple[str, str], ...]:
+def parse_messages(prompt: Any, key: str = "prompt") -> tuple[tuple[str, str], ...]:
+    """(role, content) messages of a prompt (a message list, or a string: one user turn) that ends
+    with a user turn; raises BadRecordError naming the record's field ``key``."""
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt:
-        raise BadRecordError("'prompt' must be a non-empty list of messages (or a string)")
+        raise BadRecordError(f"'{key}' must be a non-empty list of messages (or a string)")
     messages = []
     for i, message in enumerate(prompt):
         if not isinstance(message, Mapping) or message.get("role") not in ROLES:
-            raise BadRecordError(f"prompt[{i}] must be an object with a role in {ROLES}")
+            raise BadRecordError(f"{key}[{i}] must be an object with a role in {ROLES}")
         content = message.get("content")
         if not isinstance(content, str) or not content.strip():
-            raise BadRecordError(f"prompt[{i}].content is empty or not a string")
+            raise BadRecordError(f"{key}[{i}].content is empty or not a string")
         messages.append((message["role"], content))
     if messages[-1][0] != "user":
-        raise BadRecordError("the prompt must end with a user turn (the one the responses answer)")
+        raise BadRecordError(f"the {key} must end with a user turn (the one the responses answer)")
     return tuple(messages)
 
 
@@ -124,6 +128,36 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | BadRecordError]]:
             yield number, BadRecordError(f"invalid JSON: {err.msg} at column {err.colno}")
 
 
+def read_records(
+    paths: list[Path], parse: Callable[[Path, int, Any], T | None], on_bad_record: OnBadRecord, kind: str
+) -> tuple[list[T], list[str]]:
+    """``parse(path, line, record)`` for every non-blank line of the files, in order.
+
+    ``parse`` raises BadRecordError for a bad record and returns None for a record it drops on
+    purpose (a repeated prompt). Returns (records, skipped ``file:line: reason`` messages); a
+    missing file raises FileNotFoundError naming it and the ``kind`` of file expected.
+    """
+    records: list[T] = []
+    skipped: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{kind} file not found: {path}")
+        for number, record in iter_jsonl(path):
+            try:
+                if isinstance(record, BadRecordError):
+                    raise record
+                item = parse(path, number, record)
+            except BadRecordError as err:
+                message = f"{path}:{number}: {err}"
+                if on_bad_record == "fail":
+                    raise BadRecordError(f"{message} (set on_bad_record: skip to skip such records)") from None
+                skipped.append(message)
+                continue
+            if item is not None:
+                records.append(item)
+    return records, skipped
+
+
 def read_units(
     paths: list[Path], matrix: RubricMatrix, on_bad_record: OnBadRecord = "fail", seen: set[str] | None = None
 ) -> tuple[list[RankedUnit], list[str]]:
@@ -134,24 +168,12 @@ def read_units(
     Unit ids must be unique across all the files read with the same ``seen`` set.
     """
     seen = set() if seen is None else seen
-    units: list[RankedUnit] = []
-    skipped: list[str] = []
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"ranked-unit file not found: {path}")
-        for number, record in iter_jsonl(path):
-            try:
-                if isinstance(record, BadRecordError):
-                    raise record
-                unit = parse_unit(record, matrix)
-                if unit.id in seen:
-                    raise BadRecordError(f"duplicate unit id '{unit.id}'")
-            except BadRecordError as err:
-                message = f"{path}:{number}: {err}"
-                if on_bad_record == "fail":
-                    raise BadRecordError(f"{message} (set on_bad_record: skip to skip such records)") from None
-                skipped.append(message)
-                continue
-            seen.add(unit.id)
-            units.append(unit)
-    return units, skipped
+
+    def parse(path: Path, number: int, record: Any) -> RankedUnit:
+        unit = parse_unit(record, matrix)
+        if unit.id in seen:
+            raise BadRecordError(f"duplicate unit id '{unit.id}'")
+        seen.add(unit.id)
+        return unit
+
+    return read_records(paths, parse, on_bad_record, "ranked-unit")

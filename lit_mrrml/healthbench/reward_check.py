@@ -21,37 +21,21 @@ import numpy as np
 import torch
 
 from lit_mrrml.aggregate import weighted_total
-from lit_mrrml.data.collate import RankedUnitCollator
-from lit_mrrml.data.encode import encode_unit
-from lit_mrrml.data.units import RankedUnit
 from lit_mrrml.healthbench.fingerprint import files_fingerprint
 from lit_mrrml.healthbench.grading import GradedRow
 from lit_mrrml.healthbench.options import RewardCheckOptions
 from lit_mrrml.healthbench.scoring import OVERALL, example_metrics
 from lit_mrrml.healthbench.store import KeyedLog
 from lit_mrrml.matrix import RubricMatrix
-from lit_mrrml.matrix.compare import check_trained_matrix
-from lit_mrrml.models.backbone import load_tokenizer
-from lit_mrrml.modules.checkpoint import check_lightning_checkpoint
-from lit_mrrml.modules.reward import RewardModel, check_finite_rewards
+from lit_mrrml.modules import loading
+from lit_mrrml.modules.reward import RewardModel
 
 log = logging.getLogger(__name__)
 
 
 def load_reward_model(path: str, device: str = "cpu", matrix: RubricMatrix | None = None) -> RewardModel:
-    """A reward model export folder or a Lightning checkpoint file, in eval mode; with ``matrix`` (the
-    matrix in use), its dimension list must be the model's (other changes are warned about)."""
-    source = Path(path)
-    if source.is_dir():
-        return RewardModel.from_pretrained(source, map_location=device, matrix=matrix)
-    if not source.is_file():
-        raise FileNotFoundError(f"reward_check.model: {path} is neither an export folder nor a checkpoint file")
-    check_lightning_checkpoint(source, "reward_check.model")
-    model = RewardModel.load_from_checkpoint(source, map_location=device).eval()
-    if matrix is not None:
-        current = matrix.to_dict()
-        check_trained_matrix(model.dimension_names, model.matrix_snapshot, list(matrix.dimension_ids), current, path)
-    return model
+    """``lit_mrrml.modules.loading.load_reward_model`` for ``reward_check.model``."""
+    return loading.load_reward_model(path, device, matrix, what="reward_check.model")
 
 
 class Correlation(NamedTuple):
@@ -122,8 +106,6 @@ class RewardScorer:
         in_use = RubricMatrix.from_yaml(options.matrix) if options.matrix else None
         self.model = load_reward_model(options.model, options.device, in_use)
         self.matrix = in_use or snapshot_matrix(self.model)
-        self.tokenizer = load_tokenizer(self.model.spec)
-        self.collate = RankedUnitCollator(int(self.tokenizer.pad_token_id))
 
     def cached(self, g: GradedRow) -> list[float] | None:
         """The cached rewards of an answer; a record with a non-finite value is scored again."""
@@ -146,22 +128,16 @@ class RewardScorer:
             advance(len(batch))
         return [self.cached(g) or [] for g in graded]
 
-    @torch.inference_mode()
     def _forward(self, batch: Sequence[GradedRow]) -> list[list[float]]:
-        units = [
-            encode_unit(
-                RankedUnit(g.row.prompt_id, g.answer.messages, "", "", "", (g.answer.text,)),
-                self.tokenizer,
-                self.options.max_length,
-                dimension=0,
-                scenario=0,
-            )
-            for g in batch
-        ]
-        tensors = {k: v.to(self.model.device) if torch.is_tensor(v) else v for k, v in self.collate(units).items()}
-        out, valid = self.model.score_batch(tensors)  # rewards (B, 1, L)
-        check_finite_rewards(out.rewards, valid, [g.row.prompt_id for g in batch], f"reward_check.model {self.id}")
-        return out.rewards[:, 0].float().cpu().tolist()
+        scores = self.model.score(
+            [g.answer.message_dicts for g in batch],
+            [g.answer.text for g in batch],
+            batch_size=self.options.batch_size,
+            max_length=self.options.max_length,
+            row_ids=[g.row.prompt_id for g in batch],
+            source=f"reward_check.model {self.id}",
+        )
+        return scores.rewards.tolist()  # (B, L)
 
     def totals(self, graded: Sequence[GradedRow], rewards: list[list[float]]) -> list[float]:
         """The scenario-weighted total reward of each answer (uniform where no scenario matches)."""

@@ -1,5 +1,6 @@
-"""Losses: GPRC and the pure functions behind it."""
+"""Losses: GPRC, GRPO and the pure functions behind them."""
 
 from lit_mrrml.losses.gprc import GPRCLoss, GPRCOutput
+from lit_mrrml.losses.grpo import GRPOLoss, GRPOLossOutput, group_advantages
 
-__all__ = ["GPRCLoss", "GPRCOutput"]
+__all__ = ["GPRCLoss", "GPRCOutput", "GRPOLoss", "GRPOLossOutput", "group_advantages"]

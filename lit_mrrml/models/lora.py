@@ -24,8 +24,15 @@ class LoraSpec:
     target_modules: list[str] | str = field(default="all-linear")
 
 
-def add_lora(backbone: nn.Module, spec: LoraSpec, quantized: bool, gradient_checkpointing: bool) -> nn.Module:
-    """Wrap the backbone with trainable LoRA adapters; its own weights stay frozen."""
+def add_lora(
+    backbone: nn.Module,
+    spec: LoraSpec,
+    quantized: bool,
+    gradient_checkpointing: bool,
+    task_type: str = "FEATURE_EXTRACTION",
+) -> nn.Module:
+    """Wrap the backbone with trainable LoRA adapters; its own weights stay frozen. ``task_type``
+    is peft's: FEATURE_EXTRACTION for a reward model's base model, CAUSAL_LM for a policy."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
@@ -35,6 +42,6 @@ def add_lora(backbone: nn.Module, spec: LoraSpec, quantized: bool, gradient_chec
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
         target_modules=spec.target_modules,
-        task_type="FEATURE_EXTRACTION",
+        task_type=task_type,
     )
     return get_peft_model(backbone, config)

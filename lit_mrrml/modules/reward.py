@@ -7,6 +7,7 @@ and at its prompt's last token (the anchor); the head turns them into rewards on
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -14,8 +15,12 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from transformers import PreTrainedTokenizerBase
 
 from lit_mrrml.aggregate import weighted_total
+from lit_mrrml.data.collate import RankedUnitCollator
+from lit_mrrml.data.encode import encode_unit
+from lit_mrrml.data.units import RankedUnit
 from lit_mrrml.errors import InputError
 from lit_mrrml.losses import GPRCLoss
 from lit_mrrml.losses.functional import response_mask
@@ -23,11 +28,13 @@ from lit_mrrml.losses.statistics import unit_statistics
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.matrix.compare import check_trained_matrix
 from lit_mrrml.metrics.ranking import RankingMetrics
-from lit_mrrml.models.backbone import BackboneSpec, build_backbone
+from lit_mrrml.models.backbone import BackboneSpec, build_backbone, load_tokenizer
 from lit_mrrml.models.feature_cache import FeatureCache, backbone_fingerprint, sequence_key
 from lit_mrrml.models.head import HeadOutput, RewardHead
 from lit_mrrml.models.lora import LoraSpec, add_lora
 from lit_mrrml.models.sharding import shard_reward_model
+from lit_mrrml.modules.optim import trainable_optimizers
+from lit_mrrml.modules.scores import Messages, RewardScores, check_rows, row_labels, scenario_indices, score_unit
 
 TrainingMode = Literal["frozen", "lora", "full"]
 MAX_LISTED = 10  # unit ids named in one error
@@ -115,6 +122,7 @@ class RewardModel(L.LightningModule):
         self.gradient_checkpointing, self.feature_cache_dir = gradient_checkpointing, feature_cache_dir
         self.matrix_snapshot = matrix
         self.matrix_hash = snapshot.content_hash() if snapshot is not None else None  # recorded in checkpoints
+        self.scenario_ids = list(snapshot.scenario_ids) if snapshot is not None else []  # rows of scenario_weights
         self.lora_spec = lora or LoraSpec()
         self.dimension_names = list(dimension_names)
         self.loss = loss if loss is not None else GPRCLoss()
@@ -124,6 +132,7 @@ class RewardModel(L.LightningModule):
         self.head: RewardHead | None = None
         self.feature_cache: FeatureCache | None = None
         self.fingerprint: str | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None  # loaded by the first score()
         self.val_metrics = RankingMetrics(self.dimension_names)
         self.test_metrics = RankingMetrics(self.dimension_names)
 
@@ -162,12 +171,7 @@ class RewardModel(L.LightningModule):
         return self
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return trainable_optimizers(self, self.optimizer_factory, self.scheduler_factory)
 
     # ---- forward ------------------------------------------------------------------------------
     def encode(self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor) -> Tensor:
@@ -294,6 +298,82 @@ class RewardModel(L.LightningModule):
                 rewards = dict(zip(self.dimension_names, out.rewards[b, k].tolist(), strict=True))
                 records.append({"id": unit_id, "response": k, "rewards": rewards, "total": float(totals[b, k])})
         return records
+
+    # ---- scoring outside Lightning -------------------------------------------------------------
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The backbone's tokenizer and chat template, loaded on first use and kept."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.spec)
+        return self._tokenizer
+
+    def score(
+        self,
+        prompts: Sequence[Messages],
+        responses: Sequence[str],
+        scenarios: Sequence[str | None] | None = None,
+        batch_size: int = 16,
+        max_length: int = 1024,
+        *,
+        row_ids: Sequence[str] | None = None,
+        source: str = "RewardModel.score",
+    ) -> RewardScores:
+        """Score N (prompt, response) rows on every dimension, with this model's tokenizer and chat template.
+
+        ``prompts`` are chat messages ending with the user's turn; ``scenarios`` are matrix scenario
+        ids giving each row's weights in ``totals`` (None, or no list: uniform 1/L). Runs in eval
+        mode under ``torch.inference_mode``, ``batch_size`` rows a forward, on the model's device,
+        and restores the train/eval mode; the results are plain CPU tensors (not inference tensors).
+        NaN or infinite rewards raise NonFiniteRewardError naming the rows (``row_ids``, default
+        ``row <i>``) after ``source``.
+
+        Example::
+
+            rm = RewardModel.from_pretrained("exports/tiny")
+            scores = rm.score([[{"role": "user", "content": "Chest pain, what now?"}]],
+                              ["Call emergency services."], scenarios=["emergency_referrals"])
+            scores.rewards  # (1, L) float32 on the CPU, columns named by scores.dimension_names
+            scores.totals  # (1,) the rewards weighted by emergency_referrals' weights
+        """
+        check_rows(prompts, responses, scenarios, batch_size)
+        labels = row_labels(len(prompts), row_ids)
+        rows = scenario_indices(scenarios, self.scenario_ids, len(prompts))
+        units = [score_unit(*row) for row in zip(labels, prompts, responses, strict=True)]
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                rewards = self._score_units(units, batch_size, max_length, source)  # (N, L)
+        finally:
+            self.train(was_training)
+        rewards = rewards.clone()  # outside inference mode: a tensor callers may change in place
+        return RewardScores(rewards, list(self.dimension_names), weighted_total(rewards, self._row_weights(rows)))
+
+    def _score_units(self, units: list[RankedUnit], batch_size: int, max_length: int, source: str) -> Tensor:
+        """(N, L) float32 CPU rewards of one-response units, ``batch_size`` units a forward."""
+        if not units:
+            return torch.zeros(0, self.num_dimensions)
+        collate = RankedUnitCollator(int(self.tokenizer.pad_token_id))
+        chunks = []
+        for start in range(0, len(units), batch_size):
+            encoded = [encode_unit(u, self.tokenizer, max_length, 0, 0) for u in units[start : start + batch_size]]
+            chunks.append(self._score_collated(collate(encoded), source))
+        return torch.cat(chunks)
+
+    def _score_collated(self, batch: dict[str, Any], source: str) -> Tensor:
+        """(B, L) float32 CPU rewards of a collated batch of one-response units, checked finite."""
+        tensors = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        out, valid = self.score_batch(tensors)  # rewards (B, 1, L)
+        check_finite_rewards(out.rewards, valid, batch["unit_ids"], source)
+        return out.rewards[:, 0].float().cpu()
+
+    def _row_weights(self, rows: list[int | None]) -> Tensor:
+        """(N, L) each row's scenario weights from the matrix snapshot, uniform 1/L where None."""
+        uniform = torch.full((self.num_dimensions,), 1.0 / self.num_dimensions)
+        if not rows:
+            return torch.zeros(0, self.num_dimensions)
+        table = cast(Tensor, self.scenario_weights)  # (S, L); an index is only given when there is a matrix
+        return torch.stack([uniform if i is None else table[i].float().cpu() for i in rows])
 
     def total_weights(self, scenario: Tensor) -> Tensor:
         """(B, L) each unit's scenario weights from the matrix snapshot (uniform without a matrix)."""
