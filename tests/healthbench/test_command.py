@@ -69,13 +69,20 @@ def verdict_lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_a_consistent_cache_that_the_next_run_resumes(tmp_path):
     with ChatServer(RubricJudgeRules(), latency=0.02) as server:
         args = flags(server, tmp_path / "out", "--rows.limit=80", "--judge.init_args.concurrency=4")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         cache = tmp_path / "out" / "cache" / "verdicts.jsonl"
+        # a command started with `&` by a shell without job control ignores SIGINT, and so would this
+        # child: give it the default disposition, so that the test does not depend on how pytest was run
         process = subprocess.Popen([sys.executable, "-m", "lit_mrrml", "healthbench", *args], cwd=ROOT, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=default_sigint)  # fmt: skip
         deadline = time.monotonic() + 120
         while len(verdict_lines(cache)) < 40 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
