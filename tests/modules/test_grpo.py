@@ -156,3 +156,16 @@ def test_a_toy_run_learns_the_rule_reward(tiny_spec, tmp_path):
 def test_too_few_generations_are_refused(tiny_spec):
     with pytest.raises(ValueError, match="num_generations must be at least 2"):
         make_policy(tiny_spec, num_generations=1)
+
+
+def test_the_length_penalty_favours_the_shorter_completion_of_a_group(tiny_spec):
+    """Equal rewards, lengths 2 and 6 of max_new_tokens 8: the penalty is an extra dimension
+    -length/8 = [-0.25, -0.75], standardised in its group to [+0.7071, -0.7071] (sample std
+    0.3536, eps 1e-4), weighted by 0.5, then standardised over the batch: [+0.7071, -0.7071]."""
+    model = make_policy(tiny_spec, num_generations=2, length_penalty=0.5)
+    rewards = torch.tensor([[0.3], [0.3]])  # (B*G, L): one prompt, two completions, equal rewards
+    weights = torch.tensor([[1.0]])  # (B, L)
+    adv = model.advantages(rewards, weights, torch.tensor([2, 6]))
+    torch.testing.assert_close(adv, torch.tensor([0.7071, -0.7071]), atol=1e-3, rtol=0)
+    without = make_policy(tiny_spec, num_generations=2).advantages(rewards, weights, torch.tensor([2, 6]))
+    assert torch.equal(without, torch.zeros(2))  # no penalty: equal rewards give no signal
