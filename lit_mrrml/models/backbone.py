@@ -130,3 +130,21 @@ def build_backbone(spec: BackboneSpec, device: torch.device | None = None, lm_he
         kwargs["quantization_config"] = _quantization_config(spec)
         kwargs["device_map"] = {"": str(device or "cpu")}  # bitsandbytes quantizes on the target device
     return auto.from_pretrained(resolve_path(spec.path or ""), **kwargs)
+
+
+def base_state_dict(model: Any) -> dict[str, torch.Tensor]:
+    """A (peft-wrapped) model's own weights under the plain model's names: LoRA tensors left out,
+    ``.base_layer.`` folded back into the adapted layer's name."""
+    return {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+
+
+def rebuild_from_config(model: Any, state: dict[str, torch.Tensor], spec: BackboneSpec, lm_head: bool) -> Any:
+    """A fresh transformers model of ``model``'s config, without its quantization config, holding
+    ``state``: what ``save_pretrained`` can write when the loaded model cannot (GGUF weights)."""
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    auto = AutoModelForCausalLM if lm_head else AutoModel
+    clone: Any = auto.from_config(config, dtype=spec.torch_dtype)
+    clone.load_state_dict(state)
+    return clone

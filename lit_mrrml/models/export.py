@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from lit_mrrml.jsonio import dumps
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.matrix.compare import check_trained_matrix
-from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
+from lit_mrrml.models.backbone import BackboneSpec, base_state_dict, load_tokenizer, rebuild_from_config
 from lit_mrrml.models.export_config import (
     CONFIG_FILE,
     FORMAT,
@@ -56,15 +56,7 @@ def _plain_backbone(model: RewardModel) -> torch.nn.Module:
         return backbone
     if model.spec.quantization != "none":
         raise ValueError("include_backbone cannot re-save a bitsandbytes-quantized base model; export without it")
-    from transformers import AutoModel
-
-    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    state = {k.replace(".base_layer.", "."): v for k, v in backbone.state_dict().items() if ".lora_" not in k}
-    clone = AutoModel.from_config(config, dtype=model.spec.torch_dtype)
-    clone.load_state_dict(state)
-    return clone
+    return cast(torch.nn.Module, rebuild_from_config(backbone, base_state_dict(backbone), model.spec, lm_head=False))
 
 
 def save_reward_model(model: RewardModel, directory: Path, include_backbone: bool | None = None) -> Path:

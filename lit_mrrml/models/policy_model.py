@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lit_mrrml.jsonio import dumps
-from lit_mrrml.models.backbone import BackboneSpec, build_backbone
+from lit_mrrml.models.backbone import BackboneSpec, base_state_dict, build_backbone, rebuild_from_config
 from lit_mrrml.models.lora import LoraSpec, add_lora
 
 PolicyMode = Literal["full", "lora"]
@@ -86,17 +86,13 @@ def merged_causal_lm(model: nn.Module, spec: BackboneSpec) -> PreTrainedModel:
         return base
     if spec.quantization != "none":
         raise ValueError("cannot merge LoRA into a bitsandbytes-quantized base: export with merge=False")
-    state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k}
+    state = base_state_dict(base)
     for name, layer in lora_layers.items():
         for adapter in layer.active_adapters:
             state[f"{name}.weight"] = state[f"{name}.weight"] + layer.get_delta_weight(adapter).to(
                 state[f"{name}.weight"].dtype
             )
-    config = base.config.__class__.from_dict(base.config.to_dict())
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    clone: Any = AutoModelForCausalLM.from_config(config, dtype=spec.torch_dtype)
-    clone.load_state_dict(state)
+    clone = rebuild_from_config(base, state, spec, lm_head=True)
     clone.generation_config = copy.deepcopy(base.generation_config)  # the export's to edit, not the live model's
     return clone
 
