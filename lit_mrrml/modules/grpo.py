@@ -28,6 +28,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
+from lit_mrrml.aggregate import weighted_total
 from lit_mrrml.losses.grpo import GRPOLoss, group_advantages
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.models.backbone import BackboneSpec
@@ -134,6 +135,8 @@ class GRPOPolicy(CausalLMModule):
         self.max_grad_norm, self.seed = max_grad_norm, seed
         self.matrix = RubricMatrix.from_dict(matrix, "model.matrix") if matrix is not None else None
         self.matrix_snapshot = matrix
+        table = torch.tensor(self.matrix.weight_matrix(), dtype=torch.float32) if self.matrix is not None else None
+        self.register_buffer("weight_table", table, persistent=False)  # (S, L), follows the module's device
         self.reference: Any = None
         self.rollout_step = 0  # rollout batches drawn so far; saved in checkpoints
         self.validated_before_training = False
@@ -171,7 +174,7 @@ class GRPOPolicy(CausalLMModule):
         uniform = torch.full((scenario.shape[0], len(names)), 1.0 / len(names), device=scenario.device)
         if self.matrix is None or names != list(self.matrix.dimension_ids):
             return uniform
-        rows = torch.tensor(self.matrix.weight_matrix(), dtype=torch.float32, device=scenario.device)  # (S, L)
+        rows = cast(Tensor, self.weight_table).to(scenario.device)  # (S, L)
         known = scenario >= 0
         return torch.where(known[:, None], rows[scenario.clamp(min=0)], uniform)
 
@@ -218,9 +221,12 @@ class GRPOPolicy(CausalLMModule):
         return adv.flatten()
 
     # ---- log-probabilities --------------------------------------------------------------------
-    def logprobs(self, rollouts: Rollouts, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    def logprobs(
+        self, rollouts: Rollouts, with_entropy: bool = False, model: torch.nn.Module | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(N, T) log-probabilities of the completions under ``model`` (default: the policy)."""
         return sequence_logprobs(
-            self.policy,
+            self.policy if model is None else model,
             rollouts.prompt_ids,
             rollouts.prompt_mask,
             rollouts.completion_ids,
@@ -245,8 +251,7 @@ class GRPOPolicy(CausalLMModule):
 
     def reference_logprobs(self, rollouts: Rollouts) -> Tensor:
         if self.reference is not None:
-            args = (rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids, rollouts.completion_mask)
-            return sequence_logprobs(self.reference, *args, self.sampling.temperature or 1.0)[0]
+            return self.logprobs(rollouts, model=self.reference)[0]
         with self.policy.disable_adapter():  # LoRA: the reference is the model the adapter was added to
             return self.logprobs(rollouts)[0]
 
@@ -282,7 +287,7 @@ class GRPOPolicy(CausalLMModule):
             rollouts.completion_mask & ~rollouts.truncated[:, None] if self.mask_truncated else rollouts.completion_mask
         )
         stats = self.optimise(rollouts, adv, old_logp, ref_logp, mask.float(), seed)
-        totals = (rewards * weights.repeat_interleave(g, 0)).sum(1)
+        totals = weighted_total(rewards, weights.repeat_interleave(g, 0))  # (N,)
         self.log_rollout(rewards, totals, adv, rollouts, stats)
 
     def optimise(
@@ -296,12 +301,11 @@ class GRPOPolicy(CausalLMModule):
         # DDP averages gradients over ranks: a local denominator of (global count / W) makes the
         # sum over ranks and micro-batches the gradient of the whole batch's mean
         num_tokens, num_sequences = tokens / world, sequences / world
+        empty = float(tokens) == 0  # nothing in the loss (all truncated, mask_truncated): no update
         sums: dict[str, Tensor] = {}
         for iteration in range(self.num_iterations):
             opt.zero_grad(set_to_none=True)
-            for rows in self.micro_batches(adv.shape[0], mix_seed(seed, iteration)):
-                if float(tokens) == 0:  # nothing in the loss (all truncated, mask_truncated): no update
-                    break
+            for rows in [] if empty else self.micro_batches(adv.shape[0], mix_seed(seed, iteration)):
                 part = rollouts.select(rows)
                 logp, entropy = self.logprobs(part, with_entropy=iteration == 0)
                 ref = ref_logp[rows] if ref_logp is not None else None
@@ -355,7 +359,7 @@ class GRPOPolicy(CausalLMModule):
         seed = mix_seed(self.seed, VAL_SEED_OFFSET, batch_idx, self.global_rank)
         rollouts = self.rollout(batch, self.val_sampling, 1, seed)
         rewards, texts = self.score(batch, rollouts, 1)
-        totals = (rewards * self.scenario_weights(batch["scenario"].to(self.device))).sum(1)
+        totals = weighted_total(rewards, self.scenario_weights(batch["scenario"].to(self.device)))  # (B,)
         b = rewards.shape[0]
         for name, values in zip(self.dimension_names, rewards.unbind(1), strict=True):
             self.log(f"val/reward/{name}", values.mean(), batch_size=b, sync_dist=True)
@@ -378,7 +382,10 @@ class GRPOPolicy(CausalLMModule):
     # ---- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["lit_mrrml_policy"] = {"rollout_step": self.rollout_step, "validated": True}
+        checkpoint["lit_mrrml_policy"] = {
+            "rollout_step": self.rollout_step,
+            "validated": self.validated_before_training,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
