@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
-from lit_mrrml.aggregate import weighted_total
+from lit_mrrml.aggregate import row_weights, weighted_total
 from lit_mrrml.losses.grpo import GRPOLoss, group_advantages
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.models.backbone import BackboneSpec
@@ -171,12 +171,8 @@ class GRPOPolicy(CausalLMModule):
         """(B, L) each prompt's scenario weights from the matrix; uniform for prompts without a
         scenario, and for a reward whose dimensions are not the matrix's (a rule reward)."""
         names = self.dimension_names
-        uniform = torch.full((scenario.shape[0], len(names)), 1.0 / len(names), device=scenario.device)
-        if self.matrix is None or names != list(self.matrix.dimension_ids):
-            return uniform
-        rows = cast(Tensor, self.weight_table).to(scenario.device)  # (S, L)
-        known = scenario >= 0
-        return torch.where(known[:, None], rows[scenario.clamp(min=0)], uniform)
+        own = self.matrix is not None and names == list(self.matrix.dimension_ids)
+        return row_weights(cast(Tensor, self.weight_table) if own else None, scenario, len(names))
 
     # ---- rollouts and rewards -----------------------------------------------------------------
     def rollout(self, batch: dict[str, Any], sampling: SamplingSettings, num_generations: int, seed: int) -> Rollouts:

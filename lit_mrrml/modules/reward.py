@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from lit_mrrml.aggregate import weighted_total
+from lit_mrrml.aggregate import row_weights, weighted_total
 from lit_mrrml.data.collate import RankedUnitCollator
 from lit_mrrml.data.encode import encode_unit
 from lit_mrrml.data.units import RankedUnit
@@ -347,7 +347,8 @@ class RewardModel(L.LightningModule):
         finally:
             self.train(was_training)
         rewards = rewards.clone()  # outside inference mode: a tensor callers may change in place
-        return RewardScores(rewards, list(self.dimension_names), weighted_total(rewards, self._row_weights(rows)))
+        index = torch.tensor([-1 if i is None else i for i in rows], dtype=torch.long)  # (N,), -1: uniform
+        return RewardScores(rewards, list(self.dimension_names), weighted_total(rewards, self.total_weights(index)))
 
     def _score_units(self, units: list[RankedUnit], batch_size: int, max_length: int, source: str) -> Tensor:
         """(N, L) float32 CPU rewards of one-response units, ``batch_size`` units a forward."""
@@ -367,21 +368,10 @@ class RewardModel(L.LightningModule):
         check_finite_rewards(out.rewards, valid, batch["unit_ids"], source)
         return out.rewards[:, 0].float().cpu()
 
-    def _row_weights(self, rows: list[int | None]) -> Tensor:
-        """(N, L) each row's scenario weights from the matrix snapshot, uniform 1/L where None."""
-        uniform = torch.full((self.num_dimensions,), 1.0 / self.num_dimensions)
-        if not rows:
-            return torch.zeros(0, self.num_dimensions)
-        table = cast(Tensor, self.scenario_weights)  # (S, L); an index is only given when there is a matrix
-        return torch.stack([uniform if i is None else table[i].float().cpu() for i in rows])
-
     def total_weights(self, scenario: Tensor) -> Tensor:
-        """(B, L) each unit's scenario weights from the matrix snapshot (uniform without a matrix)."""
-        if self.scenario_weights is None:
-            return torch.full(
-                (scenario.shape[0], self.num_dimensions), 1.0 / self.num_dimensions, device=scenario.device
-            )
-        return cast(Tensor, self.scenario_weights).to(scenario.device)[scenario]
+        """(B, L) each unit's scenario weights from the matrix snapshot (uniform without a matrix, or
+        where the index is -1)."""
+        return row_weights(cast(Tensor | None, self.scenario_weights), scenario, self.num_dimensions)
 
     # ---- checkpoints and export ---------------------------------------------------------------
     def _reloadable_backbone_keys(self) -> set[str]:
