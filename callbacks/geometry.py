@@ -66,6 +66,7 @@ class GeometryMonitor(L.Callback):
             return
         names = [str(name) for name in cast(list[str], pl_module.dimension_names)]
         data = self._gather(self.outputs)
+        log_dir = Path(trainer.log_dir or ".")  # on every rank: under DDP, log_dir is a broadcast
         stats = unit_statistics(data["z"], data["rewards"], data["axes"], data["num_responses"])
         for index, name in enumerate(names):
             select = data["dimension"] == index
@@ -76,7 +77,7 @@ class GeometryMonitor(L.Callback):
                 if not rates[metric].isnan():
                     pl_module.log(f"geometry/{name}/{metric}", rates[metric], rank_zero_only=True)
             if self.save_plots and trainer.is_global_zero:
-                self.saved.append(self._plot(trainer, name, data, select, rates))
+                self.saved.append(self._plot(trainer, log_dir, name, data, select, rates))
 
     @staticmethod
     def _gather(outputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -95,7 +96,13 @@ class GeometryMonitor(L.Callback):
         }
 
     def _plot(
-        self, trainer: L.Trainer, name: str, data: dict[str, Tensor], select: Tensor, rates: dict[str, Tensor]
+        self,
+        trainer: L.Trainer,
+        log_dir: Path,
+        name: str,
+        data: dict[str, Tensor],
+        select: Tensor,
+        rates: dict[str, Tensor],
     ) -> Path:
         import matplotlib
 
@@ -127,7 +134,7 @@ class GeometryMonitor(L.Callback):
             fontsize=9,
         )
         ax.legend(loc="best", fontsize=8)
-        folder = Path(trainer.log_dir or ".") / "geometry" / f"epoch={trainer.current_epoch}"
+        folder = log_dir / "geometry" / f"epoch={trainer.current_epoch}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
         fig.tight_layout()

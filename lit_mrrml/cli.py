@@ -78,6 +78,32 @@ class MRRMLCLI(LightningCLI):
         if ckpt_path:
             check_lightning_checkpoint(ckpt_path)
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's reading of a ``--ckpt_path``'s hyperparameters into the config, with the
+        backbone's fields in today's spelling: a checkpoint written before ``backbone.quantization``
+        became an object (``quantization: 4bit`` and ``quant_type``) still resumes."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        import torch
+
+        from lit_mrrml.models.quantization import backbone_fields
+
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if isinstance(hparams.get("backbone"), dict):
+            hparams["backbone"] = backbone_fields(hparams["backbone"])
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         root = str(trainer.default_root_dir)
@@ -87,7 +113,11 @@ class MRRMLCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        """Say so when the checkpoint folder holds an earlier run's last.ckpt and this run does not resume it."""
+        """Refuse trainer.accumulate_grad_batches for a manually optimised model (GRPO) in one line; say so
+        when the checkpoint folder holds an earlier run's last.ckpt and this run does not resume it."""
+        from lit_mrrml.modules.batch_info import check_accumulation
+
+        check_accumulation(self.model, self.trainer.accumulate_grad_batches)
         ckpt_path = self.config.get(str(self.subcommand), self.config).get("ckpt_path")
         for callback in self.trainer.checkpoint_callbacks:
             folder = getattr(callback, "dirpath", None)
@@ -101,10 +131,11 @@ class MRRMLCLI(LightningCLI):
                 )
 
     def _write_metrics(self, stage: str) -> Path | None:
+        log_dir = self.trainer.log_dir  # on every rank: under DDP, log_dir is a broadcast
         if not self.trainer.is_global_zero:
             return None
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
-        path = Path(self.trainer.log_dir or ".") / f"{stage}_metrics.json"
+        path = Path(log_dir or ".") / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         skipped = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         if skipped:  # a metric without data (NaN), e.g. order accuracy with no K >= 3 unit

@@ -110,7 +110,7 @@ def before_after_table(history: History, dimensions: list[str]) -> Table:
 def export_spec(folder: Path) -> dict[str, Any]:
     """A backbone override that points at an export folder, clearing what a config may have set
     (a command-line dict is merged into the config's, so its other fields are nulled here)."""
-    return {"path": str(folder), "gguf_file": None, "config": None, "tokenizer": None, "quantization": "none"}
+    return {"path": str(folder), "gguf_file": None, "config": None, "tokenizer": None, "quantization": None}
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:

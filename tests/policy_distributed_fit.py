@@ -1,13 +1,17 @@
 """Run by tests/policy/test_distributed_grpo.py: two rollout batches of GDPO on a tiny random policy.
 
-    python tests/policy_distributed_fit.py ddp OUT_DIR      two CPU processes (DDP, gloo), B = 2 prompts a rank
-    python tests/policy_distributed_fit.py replay OUT_DIR   one process, B = 4, replaying the rollouts of ddp
+    python tests/policy_distributed_fit.py ddp OUT_DIR [full|lora]     two CPU processes (DDP, gloo), B = 2 a rank
+    python tests/policy_distributed_fit.py fsdp2 OUT_DIR [full|lora]   two CPU processes, FSDP2 (ModelParallelStrategy)
+    python tests/policy_distributed_fit.py replay-ddp|replay-fsdp2 OUT_DIR [full|lora]
+                                                    one process, B = 4, replaying the rollouts of ddp or fsdp2
 
 Each rank writes ``OUT_DIR/<mode>_rank<r>.json`` (what it saw in every rollout batch: prompt ids, the
 prompt of every rollout, rewards, scenario weights, advantages) and ``OUT_DIR/<mode>_rank<r>.pt`` (its
-rollouts, and the policy's parameters at the start and after every rollout batch). ``replay`` draws no
-rollouts: its engine hands out the ddp run's rollouts of both ranks, rank 0's first, which is the order
-of the global batch, so that the one-process gradient of the whole batch can be compared with DDP's.
+rollouts, the policy's full parameters at the start and after every rollout batch, gathered from the
+shards under FSDP2, and its logits on a fixed batch after training). ``replay-<source>`` draws no
+rollouts: its engine hands out the source run's rollouts of both ranks, rank 0's first, which is the
+order of the global batch, so that the one-process gradient of the whole batch can be compared with
+the distributed run's. A two-process run also saves a checkpoint, ``OUT_DIR/<mode>.ckpt`` (fsdp2: a folder).
 SGD without gradient clipping, so that a parameter update is -lr times the gradient itself (a wrong
 token_mean denominator would show up as a scaled update; Adam's first steps would hide it).
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,6 +46,22 @@ NUM_ITERATIONS = 2
 LR = 0.1
 ROLLOUT_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated")
 DIMENSIONS = list(RubricMatrix.from_yaml(MATRIX_PATH).dimension_ids)  # the rule reward scores the matrix's dimensions
+PROBE = [[5, 17, 300, 42, 7, 99, 250, 3], [11, 12, 13, 14, 15, 16, 17, 18]]  # (2, 8) token ids: the logits checked
+
+
+def full(p: Tensor) -> Tensor:
+    """The whole tensor: gathered from the shards of an FSDP2 (DTensor) parameter."""
+    return p.full_tensor() if hasattr(p, "full_tensor") else p
+
+
+@torch.no_grad()
+def probe_logits(model: nn.Module) -> Tensor:
+    """(2, 8, V) logits of the fixed PROBE batch, in eval mode (every rank runs it: all-gathers)."""
+    was_training = model.training
+    model.eval()
+    logits = model(input_ids=torch.tensor(PROBE)).logits.float().clone()
+    model.train(was_training)
+    return logits
 
 
 def dense_rule(prompts: Sequence[Sequence[Mapping[str, str]]], completions: Sequence[str]) -> list[list[float]]:
@@ -97,7 +118,7 @@ class RecordingPolicy(GRPOPolicy):
     snapshots: list[dict[str, Tensor]]
 
     def params(self) -> dict[str, Tensor]:
-        return {name: p.detach().clone() for name, p in self.named_parameters()}
+        return {name: full(p.detach()).clone() for name, p in self.named_parameters()}
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -123,16 +144,17 @@ class RecordingPolicy(GRPOPolicy):
         self.snapshots.append(self.params())
 
 
-def main(mode: str, out: str) -> None:
+def main(mode: str, out: str, training_mode: str = "full") -> None:
     L.seed_everything(0)
     torch.use_deterministic_algorithms(True)
     spec = BackboneSpec(config=dict(TINY_QWEN2), tokenizer=str(TINY_TOKENIZER))
     matrix = RubricMatrix.from_yaml(MATRIX_PATH)
-    replay = mode == "replay"
+    replay = mode.startswith("replay-")
     processes = 1 if replay else WORLD
     engine = None
     if replay:
-        recorded = [torch.load(Path(out) / f"ddp_rank{r}.pt")["rollouts"] for r in range(WORLD)]
+        source = mode.removeprefix("replay-")
+        recorded = [torch.load(Path(out) / f"{source}_rank{r}.pt")["rollouts"] for r in range(WORLD)]
         engine = ReplayEngine(recorded)
     model = RecordingPolicy(
         backbone=spec,
@@ -140,7 +162,7 @@ def main(mode: str, out: str) -> None:
         engine=engine,
         loss=GRPOLoss(beta=0.04),
         optimizer=lambda params: torch.optim.SGD(params, lr=LR),
-        training_mode="full",
+        training_mode=training_mode,  # type: ignore[arg-type]
         num_generations=G,
         max_new_tokens=8,
         advantage="gdpo",
@@ -159,7 +181,7 @@ def main(mode: str, out: str) -> None:
     trainer = L.Trainer(
         accelerator="cpu",
         devices=processes,
-        strategy="ddp" if processes > 1 else "auto",
+        strategy=strategy(mode),
         precision="32-true",
         max_steps=STEPS * NUM_ITERATIONS,  # manual optimisation: global_step counts optimizer steps
         limit_val_batches=0,
@@ -170,12 +192,30 @@ def main(mode: str, out: str) -> None:
         enable_model_summary=False,
     )
     trainer.fit(model, datamodule=data)
+    logits = probe_logits(model.policy)
+    if not replay:
+        trainer.save_checkpoint(Path(out) / f"{mode}.ckpt")  # fsdp2: a folder of .distcp shards and meta.pt
     rank = trainer.global_rank
     stem = Path(out) / f"{mode}_rank{rank}"
-    summary = {"world_size": trainer.world_size, "rank": rank, "global_step": trainer.global_step, "steps": model.steps}
+    sharded = sum(hasattr(p, "full_tensor") for p in model.parameters())
+    summary = {
+        "world_size": trainer.world_size,
+        "rank": rank,
+        "global_step": trainer.global_step,
+        "steps": model.steps,
+        "sharded_parameters": sharded,
+    }
     stem.with_suffix(".json").write_text(json.dumps(summary), encoding="utf-8")
-    torch.save({"rollouts": model.rollouts_seen, "snapshots": model.snapshots}, stem.with_suffix(".pt"))
+    saved = {"rollouts": model.rollouts_seen, "snapshots": model.snapshots, "logits": logits}
+    torch.save(saved, stem.with_suffix(".pt"))
+
+
+def strategy(mode: str) -> Any:
+    """DDP, FSDP2 over both processes (ModelParallelStrategy shards in configure_model), or one process."""
+    if mode == "fsdp2":
+        return ModelParallelStrategy(data_parallel_size=WORLD, tensor_parallel_size=1)
+    return "ddp" if mode == "ddp" else "auto"
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

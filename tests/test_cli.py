@@ -21,8 +21,11 @@ from lit_mrrml.cli import MRRMLCLI, input_error, main
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
-TRAINING_CONFIGS = [
-    p for p in CONFIGS if "trainer" in yaml.safe_load(p.read_text()) or "model" in yaml.safe_load(p.read_text())
+TRAINING_CONFIGS = [  # configs/trainer/*.yaml only complete a task config: tests/test_trainer_configs.py
+    p
+    for p in CONFIGS
+    if ("trainer" in yaml.safe_load(p.read_text()) or "model" in yaml.safe_load(p.read_text()))
+    and p.parent.name not in ("trainer", "paper")  # paper: GPU configs, parsed by tests/test_paper_configs.py
 ]
 
 
@@ -186,6 +189,20 @@ def test_fit_resumes_from_last_after_a_kill(killed_run):
     with (resumed / "metrics.csv").open() as handle:
         epochs = {row["epoch"] for row in csv.DictReader(handle)}
     assert epochs == {str(stop - 1)}
+
+
+def test_fit_resumes_a_checkpoint_with_the_old_quantization_spelling(killed_run, tmp_path, monkeypatch):
+    """A checkpoint written before backbone.quantization became an object (``quantization: none`` and
+    a separate ``quant_type``) still resumes: LightningCLI re-parses its hyperparameters."""
+    root, killed = killed_run
+    monkeypatch.chdir(ROOT)
+    checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["backbone"] |= {"quantization": "none", "quant_type": "nf4"}
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    args = ["fit", "--config", TINY, f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={old}", *LIMITS]
+    cli = MRRMLCLI(args=[*args, f"--trainer.max_epochs={killed['epoch'] + 2}"])
+    assert cli.model.spec.quantization is None and cli.trainer.global_step == killed["global_step"] + 3
 
 
 def test_predict_refuses_a_checkpoint_trained_on_another_dimension_order(killed_run, tmp_path, monkeypatch, capsys):

@@ -67,7 +67,7 @@ class HFLocalBackend(ChatBackend):
         if spec.config is not None:
             return f"hf:random-{spec.config['model_type']}"
         name = f"{spec.path}/{spec.gguf_file}" if spec.gguf_file else str(spec.path)
-        return f"hf:{name}" + (f"@{spec.quantization}" if spec.quantization != "none" else "")
+        return f"hf:{name}" + (f"@{spec.quantization.label}" if spec.quantization is not None else "")
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """The model and tokenizer, loaded once (thread-safe)."""
@@ -77,7 +77,7 @@ class HFLocalBackend(ChatBackend):
                 tokenizer = load_tokenizer(self.spec)
                 tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
                 model: Any = build_backbone(self.spec, self.device, lm_head=True)
-                if self.spec.quantization == "none":  # bitsandbytes placed the weights already
+                if not self.spec.quantized:  # bitsandbytes placed the weights already
                     model = model.to(self.device)
                 self._model, self._tokenizer = model.eval(), tokenizer
             return self._model, self._tokenizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_mrrml.data.collate import RankedUnitCollator
 from lit_mrrml.data.encode import EncodedUnit, encode_unit
-from lit_mrrml.data.sampler import CellBalancedSampler
+from lit_mrrml.data.resumable import ResumableLoader
+from lit_mrrml.data.sampler import CellBalancedSampler, EpochSampler
 from lit_mrrml.data.units import OnBadRecord, RankedUnit, read_units
 from lit_mrrml.errors import InputError
 from lit_mrrml.matrix import RubricMatrix
@@ -56,7 +58,7 @@ class RubricDataModule(L.LightningDataModule):
         on_bad_record: OnBadRecord = "fail",
         balance_cells: bool = False,
         shuffle: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         """
         Args:
@@ -76,7 +78,10 @@ class RubricDataModule(L.LightningDataModule):
             balance_cells: Sample training units so that every (dimension, scenario, discipline) cell
                 is equally likely (with replacement).
             shuffle: Shuffle the training units every epoch (when not cell-balanced).
-            seed: Seed of the cell-balanced sampler.
+            seed: Seed of the training order (the shuffle or the cell-balanced draws), mixed with the
+                epoch; default: the run's ``seed_everything``, as Lightning's own DistributedSampler.
+                The order never draws from the global RNG, so a resumed run sees the batches of
+                the uninterrupted one (the loader resumes mid-epoch too: ``ResumableLoader``).
         """
         super().__init__()
         if max_length < 8:
@@ -151,20 +156,37 @@ class RubricDataModule(L.LightningDataModule):
                 )
             self.datasets[split] = EncodedUnits(encoded)
 
-    def _loader(self, split: str, **kwargs: Any) -> DataLoader[Any]:
+    def _dataset(self, split: str) -> EncodedUnits:
         dataset = self.datasets.get(split)
         if dataset is None or len(dataset) == 0:
             raise InputError(f"no {split} units: set data.{split}_files (and check skipped records)")
-        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        return dataset
+
+    def _loader(self, split: str) -> DataLoader[Any]:
+        """An evaluation loader, in file order."""
         return DataLoader(
-            dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collator, **kwargs
+            self._dataset(split),
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self.collator,
         )
 
-    def train_dataloader(self) -> DataLoader[Any]:
-        if not self.balance_cells:
-            return self._loader("train", shuffle=self.shuffle)
-        cells = [(u.dimension, u.scenario, u.discipline) for u in self.units["train"]]
-        return self._loader("train", sampler=CellBalancedSampler(cells, seed=self.seed))
+    def train_sampler(self) -> EpochSampler:
+        """This rank's seeded epoch sampler: cell-balanced draws or a permutation (the identity
+        without shuffle), sharded over the trainer's data-parallel ranks."""
+        layout = (self.trainer.distributed_sampler_kwargs if self.trainer is not None else None) or {}
+        rank, world = layout.get("rank"), layout.get("num_replicas")
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if self.balance_cells:
+            cells = [(u.dimension, u.scenario, u.discipline) for u in self.units["train"]]
+            return CellBalancedSampler(cells, seed=seed, num_replicas=world, rank=rank)
+        return EpochSampler(len(self._dataset("train")), self.shuffle, seed, num_replicas=world, rank=rank)
+
+    def train_dataloader(self) -> ResumableLoader:
+        dataset = self._dataset("train")
+        return ResumableLoader(
+            dataset, self.train_sampler(), self.batch_size, num_workers=self.num_workers, collate_fn=self.collator
+        )
 
     def val_dataloader(self) -> DataLoader[Any]:
         return self._loader("val")

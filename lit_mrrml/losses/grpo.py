@@ -29,6 +29,19 @@ any exp, so junk log-probabilities after EOS give neither inf nor NaN. The metri
 ``clip_frac_low``, ``clip_frac_high``, ``ratio_mean``) are means over the local mask; as in TRL,
 the lower clip is active where rho < 1 - eps_low and A < 0, the upper where rho > 1 + eps_high
 and A > 0 (the clipped side of the min, where the token's gradient is 0).
+
+Truncated importance sampling (TIS; Yao et al. 2025, "Your efficient RL framework secretly brings
+you off-policy RL training"): a rollout engine such as vLLM samples from its own kernels, so its
+log-probabilities q_t of the sampled tokens differ from the trainer's old_logp_t. With ``tis_cap``
+C set and the engine's ``sampler_logp`` given, the policy term of each token is weighted by
+
+    w_t = min(exp(old_logp_t - sampler_logp_t), C)          (detached; 0 at masked tokens)
+    l_t = -w_t min(rho_t A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A_i) + beta KL_t
+
+the token-level truncated correction TRL applies with ``vllm_importance_sampling_mode:
+token_truncate``; the KL term is not weighted. C >= 1, so that exact log-probabilities (w = 1) are
+never scaled down. The metrics ``tis_weight_mean`` and ``tis_clipped_frac`` (w capped) are means
+over the mask; ``logp_gap`` is the mean |sampler_logp - old_logp| the trainer logs.
 """
 
 from __future__ import annotations
@@ -108,6 +121,23 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * maskf).sum() / maskf.sum().clamp_min(1.0)
 
 
+def tis_weights(old_logp: Tensor, sampler_logp: Tensor, mask: Tensor, cap: float) -> tuple[Tensor, Tensor]:
+    """Truncated importance weights, detached: (w (N, T) = min(exp(old_logp - sampler_logp), cap), 0
+    where masked; capped (N, T) bool, where the cap binds)."""
+    mask = mask.bool()
+    zero = torch.zeros((), dtype=old_logp.dtype, device=old_logp.device)
+    raw = torch.exp(torch.where(mask, old_logp.detach() - sampler_logp.detach().to(old_logp.dtype), zero))
+    return torch.where(mask, raw.clamp(max=cap), zero), mask & (raw > cap)
+
+
+def logp_gap(sampler_logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """Mean |sampler_logp - old_logp| over the True entries of mask (0 when there are none)."""
+    mask = mask.bool()
+    zero = torch.zeros((), dtype=old_logp.dtype, device=old_logp.device)
+    gap = torch.where(mask, (sampler_logp.to(old_logp.dtype) - old_logp).abs(), zero)
+    return _masked_mean(gap.detach(), mask)
+
+
 def _as_count(count: int | Tensor, like: Tensor) -> Tensor:
     """A denominator as a scalar tensor of like's dtype and device, clamped at 1."""
     return torch.as_tensor(count, dtype=like.dtype, device=like.device).clamp_min(1.0)
@@ -129,6 +159,7 @@ class GRPOLoss(nn.Module):
         eps_high: float = 0.2,
         beta: float = 0.0,
         loss_type: LossType = "token_mean",
+        tis_cap: float | None = None,
     ) -> None:
         """
         Args:
@@ -137,6 +168,10 @@ class GRPOLoss(nn.Module):
             beta: Weight of the k3 KL penalty to the reference policy; 0 needs no reference.
             loss_type: ``"token_mean"`` (masked sum over the rollout batch / its completion tokens)
                 or ``"sequence_mean"`` (mean over sequences of each sequence's token mean).
+            tis_cap: Truncated importance sampling against the rollout engine's own log-probabilities
+                (vLLM): each token's policy term is weighted by min(exp(old_logp - sampler_logp),
+                tis_cap); >= 1 (TRL's default cap is 3). None: no correction. Engines that report no
+                sampler log-probabilities (transformers ``generate``) are never corrected.
         """
         super().__init__()
         if not 0 <= eps_low < 1:
@@ -145,10 +180,16 @@ class GRPOLoss(nn.Module):
             raise ValueError(f"GRPOLoss: eps_high and beta must be >= 0, got {eps_high} and {beta}")
         if loss_type not in ("token_mean", "sequence_mean"):
             raise ValueError(f"GRPOLoss: loss_type must be 'token_mean' or 'sequence_mean', got {loss_type!r}")
+        if tis_cap is not None and not tis_cap >= 1:
+            raise ValueError(f"GRPOLoss: tis_cap must be >= 1 (or None: no correction), got {tis_cap}")
         self.eps_low, self.eps_high, self.beta, self.loss_type = eps_low, eps_high, beta, loss_type
+        self.tis_cap = tis_cap
 
     def extra_repr(self) -> str:
-        return f"eps_low={self.eps_low}, eps_high={self.eps_high}, beta={self.beta}, loss_type={self.loss_type}"
+        return (
+            f"eps_low={self.eps_low}, eps_high={self.eps_high}, beta={self.beta}, loss_type={self.loss_type}, "
+            f"tis_cap={self.tis_cap}"
+        )
 
     def forward(
         self,
@@ -159,6 +200,7 @@ class GRPOLoss(nn.Module):
         ref_logp: Tensor | None = None,
         num_tokens: int | Tensor | None = None,
         num_sequences: int | Tensor | None = None,
+        sampler_logp: Tensor | None = None,
     ) -> GRPOLossOutput:
         """
         Args:
@@ -171,8 +213,12 @@ class GRPOLoss(nn.Module):
                 (default ``mask.sum()``), clamped at 1.
             num_sequences: ``sequence_mean`` denominator (default N), clamped at 1; sequences
                 with no mask token contribute 0, so the caller leaves them out of it.
+            sampler_logp: (N, T) the rollout engine's log-probabilities of the same tokens; with
+                ``tis_cap`` set, the truncated importance weights multiply the policy term.
         """
         self._check(logp, old_logp, advantages, mask, ref_logp)
+        if sampler_logp is not None and sampler_logp.shape != logp.shape:
+            raise ValueError(f"GRPOLoss: sampler_logp {tuple(sampler_logp.shape)} must match logp {tuple(logp.shape)}")
         mask = mask.bool()
         zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
         log_ratio = torch.where(mask, logp - old_logp.detach(), zero)  # (N, T); 0 at masked tokens
@@ -180,13 +226,21 @@ class GRPOLoss(nn.Module):
         adv = advantages.detach().to(logp.dtype)[:, None]  # (N, 1)
         clipped = ratio.clamp(1 - self.eps_low, 1 + self.eps_high)
         per_token = -torch.minimum(ratio * adv, clipped * adv)  # (N, T)
+        weights, capped = None, None
+        if self.tis_cap is not None and sampler_logp is not None:
+            weights, capped = tis_weights(old_logp, sampler_logp, mask, self.tis_cap)  # (N, T), detached
+            per_token = per_token * weights
         kl = None
         if ref_logp is not None:  # (N, T); 0 at masked tokens
             kl = k3_kl(torch.where(mask, logp, zero), torch.where(mask, ref_logp.detach(), zero))
         if self.beta > 0 and kl is not None:  # _check: beta > 0 comes with ref_logp
             per_token = per_token + self.beta * kl
         loss = self._reduce(torch.where(mask, per_token, zero), mask, num_tokens, num_sequences)
-        return GRPOLossOutput(loss, self._metrics(ratio, adv, mask, kl))
+        metrics = self._metrics(ratio, adv, mask, kl)
+        if weights is not None and capped is not None:
+            metrics["tis_weight_mean"] = _masked_mean(weights, mask)
+            metrics["tis_clipped_frac"] = _masked_mean(capped.to(weights.dtype), mask)
+        return GRPOLossOutput(loss, metrics)
 
     def _check(self, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, ref_logp: Tensor | None) -> None:
         shapes = [old_logp.shape, mask.shape] + ([ref_logp.shape] if ref_logp is not None else [])

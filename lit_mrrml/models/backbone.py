@@ -2,7 +2,7 @@
 
 A backbone is a Hugging Face base model (no LM head): loaded from a hub id or a local folder,
 from a GGUF file, or built with random weights from a config (tiny models for tests). It can be
-quantized to 4 or 8 bits with bitsandbytes at load time.
+quantized to 4 or 8 bits with bitsandbytes at load time (``QuantizationSpec``, lit_mrrml.models.quantization).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lit_mrrml.errors import InputError
+from lit_mrrml.models.quantization import QuantizationSpec, as_quantization, backbone_fields
+
 PACKAGE_PREFIX = "package:"
 
 
@@ -37,8 +40,9 @@ class BackboneSpec:
             ``model_type`` plus that model's config fields (tiny models for tests).
         tokenizer: Tokenizer id or folder; defaults to ``path`` (and ``gguf_file``).
         dtype: Weight dtype: float32, bfloat16 or float16.
-        quantization: Load the weights in 4 or 8 bits with bitsandbytes (needs ``path``).
-        quant_type: 4-bit data type: nf4 or fp4.
+        quantization: Load the linear layers' weights in 4 or 8 bits with bitsandbytes (needs
+            ``path``): ``{bits: 4, quant_type: nf4, double_quant: true, compute_dtype: bfloat16}``;
+            null (the default) keeps ``dtype``. With ``training_mode: lora`` this is QLoRA.
         attn_implementation: Attention kernel passed to transformers (eager, sdpa, flash_attention_2).
         trust_remote_code: Allow model code from the hub repository to run.
     """
@@ -48,20 +52,31 @@ class BackboneSpec:
     config: dict[str, Any] | None = None
     tokenizer: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    quantization: Literal["none", "4bit", "8bit"] = "none"
-    quant_type: Literal["nf4", "fp4"] = "nf4"
+    quantization: QuantizationSpec | None = None
     attn_implementation: str | None = None
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        # a checkpoint's hyperparameters and an export hold the fields as a dict (or an old string)
+        self.quantization = as_quantization(self.quantization)
         if (self.path is None) == (self.config is None):
-            raise ValueError("BackboneSpec: give exactly one of `path` (pretrained weights) or `config` (random init)")
+            raise InputError("BackboneSpec: give exactly one of `path` (pretrained weights) or `config` (random init)")
         if self.config is not None and "model_type" not in self.config:
-            raise ValueError("BackboneSpec.config needs a `model_type` (for example qwen2 or llama)")
+            raise InputError("BackboneSpec.config needs a `model_type` (for example qwen2 or llama)")
         if self.config is not None and self.tokenizer is None:
-            raise ValueError("BackboneSpec: a `config` backbone needs a `tokenizer` folder or id")
-        if self.quantization != "none" and self.path is None:
-            raise ValueError("BackboneSpec: quantization loads pretrained weights; it needs `path`")
+            raise InputError("BackboneSpec: a `config` backbone needs a `tokenizer` folder or id")
+        if self.quantized and self.path is None:
+            raise InputError("BackboneSpec: quantization loads pretrained weights; it needs `path`")
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> BackboneSpec:
+        """A spec from its fields as saved by any version (``dataclasses.asdict``, older spellings)."""
+        return cls(**backbone_fields(fields))
+
+    @property
+    def quantized(self) -> bool:
+        """Whether bitsandbytes quantizes the weights at load time."""
+        return self.quantization is not None
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -99,19 +114,6 @@ def load_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _quantization_config(spec: BackboneSpec) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if spec.quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=spec.quant_type,
-        bnb_4bit_compute_dtype=spec.torch_dtype,
-        bnb_4bit_quant_storage=spec.torch_dtype,  # matches the FSDP dtype, so 4-bit weights shard
-    )
-
-
 def build_backbone(spec: BackboneSpec, device: torch.device | None = None, lm_head: bool = False) -> PreTrainedModel:
     """Build the model described by ``spec``: the base model (hidden states out), or with ``lm_head``
     the causal language model that generates text."""
@@ -126,8 +128,8 @@ def build_backbone(spec: BackboneSpec, device: torch.device | None = None, lm_he
     kwargs = dict(common)
     if spec.gguf_file:
         kwargs["gguf_file"] = spec.gguf_file
-    if spec.quantization != "none":
-        kwargs["quantization_config"] = _quantization_config(spec)
+    if spec.quantization is not None:
+        kwargs["quantization_config"] = spec.quantization.bitsandbytes_config(spec.torch_dtype)
         kwargs["device_map"] = {"": str(device or "cpu")}  # bitsandbytes quantizes on the target device
     return auto.from_pretrained(resolve_path(spec.path or ""), **kwargs)
 

@@ -54,7 +54,7 @@ def _plain_backbone(model: RewardModel) -> torch.nn.Module:
         backbone = backbone.get_base_model()
     if not lora and not model.spec.gguf_file:
         return backbone
-    if model.spec.quantization != "none":
+    if model.spec.quantized:
         raise ValueError("include_backbone cannot re-save a bitsandbytes-quantized base model; export without it")
     return cast(torch.nn.Module, rebuild_from_config(backbone, base_state_dict(backbone), model.spec, lm_head=False))
 
@@ -68,7 +68,7 @@ def save_reward_model(model: RewardModel, directory: Path, include_backbone: boo
     spec = dataclasses.asdict(model.spec)
     if include:
         cast(Any, _plain_backbone(model)).save_pretrained(directory / "backbone")
-        spec.update(path="backbone", gguf_file=None, config=None, quantization="none")
+        spec.update(path="backbone", gguf_file=None, config=None, quantization=None)
     if model.training_mode == "lora":
         model.backbone.save_pretrained(directory / "adapter")  # type: ignore[operator]
     load_tokenizer(model.spec).save_pretrained(directory / "tokenizer")

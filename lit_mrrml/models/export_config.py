@@ -22,6 +22,7 @@ from lit_mrrml.matrix import MatrixError, RubricMatrix
 from lit_mrrml.matrix.suggest import did_you_mean
 from lit_mrrml.models.backbone import BackboneSpec
 from lit_mrrml.models.lora import LoraSpec
+from lit_mrrml.models.quantization import DTYPES, LEGACY, STORAGE_DTYPES, QuantizationSpec, backbone_fields
 from lit_mrrml.textio import read_text
 
 FORMAT = "lit_mrrml.reward/2"  # /2: sha256 of every weight file, the matrix hash
@@ -29,10 +30,13 @@ CONFIG_FILE = "reward_config.json"
 HEAD_FILE = "head.safetensors"
 MODES = ("frozen", "lora", "full")
 HEADS = ("linear", "mlp")
-CHOICES = {
-    "dtype": ("float32", "bfloat16", "float16"),
-    "quantization": ("none", "4bit", "8bit"),
+CHOICES: dict[str, tuple[Any, ...]] = {"dtype": DTYPES, "quant_type": ("nf4", "fp4")}  # quant_type: older exports
+QUANTIZATION_CHOICES: dict[str, tuple[Any, ...]] = {
+    "bits": (4, 8),
     "quant_type": ("nf4", "fp4"),
+    "double_quant": (True, False),
+    "compute_dtype": (*DTYPES, None),
+    "storage_dtype": (*STORAGE_DTYPES, None),
 }
 FIELDS = (
     "format",
@@ -131,33 +135,57 @@ class _Fields:
     def fail(self, field: str, reason: str) -> NoReturn:
         raise ExportError(f"{self.path}: {field + ': ' if field else ''}{reason}")
 
-    def choice(self, field: str, choices: tuple[str, ...], value: Any = None, where: str | None = None) -> str:
+    def choice(self, field: str, choices: tuple[Any, ...], value: Any = None, where: str | None = None) -> str:
         value = self.raw.get(field) if where is None else value
-        if value not in choices:
-            self.fail(where or field, f"unknown value {value!r}; expected one of {', '.join(choices)}")
+        if not any(value is c or (type(value) is type(c) and value == c) for c in choices):  # True is not 1
+            shown = ", ".join(json.dumps(c) if not isinstance(c, str) else c for c in choices)
+            self.fail(where or field, f"unknown value {value!r}; expected one of {shown}")
         return str(value)
 
-    def record(self, field: str, kind: type) -> dict[str, Any]:
-        """A nested object whose keys are the fields of the dataclass ``kind``."""
-        value = self.raw.get(field)
+    def record(self, field: str, kind: type, value: Any = None, older: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A nested object (``value``, default the field's) whose keys are the fields of the dataclass
+        ``kind`` (or ``older`` spellings)."""
+        value = self.raw.get(field) if value is None else value
         if not isinstance(value, dict):
             self.fail(field, f"must be an object, got {type(value).__name__}")
         known = [f.name for f in dataclasses.fields(kind)]
         for key in value:
-            if key not in known:
+            if key not in known and key not in older:
                 self.fail(f"{field}.{key}", f"unknown field{did_you_mean(key, known)}")
         return dict(value)
 
     def backbone(self) -> dict[str, Any]:
-        spec = self.record("backbone", BackboneSpec)
+        spec = self.record("backbone", BackboneSpec, older=("quant_type",))
         for key, choices in CHOICES.items():
             if key in spec:
                 self.choice(key, choices, spec[key], f"backbone.{key}")
+        spec = backbone_fields(spec)  # older exports: quantization "4bit" and quant_type
+        spec["quantization"] = self.quantization(spec.get("quantization"))
         try:
             BackboneSpec(**spec)
         except (TypeError, ValueError) as err:
             self.fail("backbone", str(err))
         return spec
+
+    def quantization(self, value: Any) -> dict[str, Any] | None:
+        """``backbone.quantization``: null or an object of QuantizationSpec's fields (older exports:
+        the string none, 4bit or 8bit), as the fields of a QuantizationSpec."""
+        where = "backbone.quantization"
+        if isinstance(value, str) and value in LEGACY:
+            value = {"bits": LEGACY[value]} if LEGACY[value] is not None else None
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.fail(where, f"must be an object or null, got {value!r}")
+        fields = self.record(where, QuantizationSpec, value)
+        for key, choices in QUANTIZATION_CHOICES.items():
+            if key in fields:
+                self.choice(key, choices, fields[key], f"{where}.{key}")
+        try:
+            QuantizationSpec(**fields)
+        except ValueError as err:  # its message names the field
+            self.fail("", str(err))
+        return fields
 
     def lora(self, mode: str) -> LoraSpec | None:
         if mode != "lora":

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from lit_mrrml.models.quantization import keep_4bit_weights_trainable
+
 
 @dataclass
 class LoraSpec:
@@ -32,11 +34,17 @@ def add_lora(
     task_type: str = "FEATURE_EXTRACTION",
 ) -> nn.Module:
     """Wrap the backbone with trainable LoRA adapters; its own weights stay frozen. ``task_type``
-    is peft's: FEATURE_EXTRACTION for a reward model's base model, CAUSAL_LM for a policy."""
+    is peft's: FEATURE_EXTRACTION for a reward model's base model, CAUSAL_LM for a policy.
+
+    A ``quantized`` (bitsandbytes) backbone is QLoRA: peft's ``prepare_model_for_kbit_training``
+    freezes it and casts its remaining full-precision weights to float32, and its 4-bit layers keep
+    the training layout through eval-mode forwards (``keep_4bit_weights_trainable``).
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
         backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=gradient_checkpointing)
+        keep_4bit_weights_trainable(backbone)
     config = LoraConfig(
         r=spec.r,
         lora_alpha=spec.alpha,

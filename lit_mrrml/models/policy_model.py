@@ -40,12 +40,10 @@ def build_policy_model(
     ``disable_dropout`` sets every dropout to 0, so that the training forward computes the same
     log-probabilities as the eval-mode rollout (the importance ratio starts at exactly 1).
     """
-    quantized = spec.quantization != "none"
+    quantized = spec.quantized
     if quantized and mode == "full":
         raise ValueError("a quantized policy cannot be trained in full: use training_mode lora (QLoRA)")
     model: Any = build_backbone(spec, device=device, lm_head=True)
-    if quantized:
-        keep_4bit_weights_trainable(model)
     if mode == "lora":
         model = add_lora(model, lora, quantized, gradient_checkpointing, task_type="CAUSAL_LM")
     if gradient_checkpointing:
@@ -56,20 +54,6 @@ def build_policy_model(
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
     return model
-
-
-def keep_4bit_weights_trainable(model: nn.Module) -> None:
-    """Stop bitsandbytes from repacking 4-bit weights for CPU inference at the first eval-mode forward.
-
-    On CPUs with AVX512-BF16, bitsandbytes 0.50 converts a Linear4bit's weights to an
-    inference-only layout the first time it runs in eval mode without gradients; a policy does
-    exactly that for its rollouts, and its next training forward then fails in autograd
-    ("a view of a leaf Variable ... in-place operation"). A policy alternates the two, so it
-    keeps the training layout.
-    """
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            setattr(module, "support_avx512bf16_for_cpu", False)  # noqa: B010 (a plain attribute, not a parameter)
 
 
 def merged_causal_lm(model: nn.Module, spec: BackboneSpec) -> PreTrainedModel:
@@ -84,7 +68,7 @@ def merged_causal_lm(model: nn.Module, spec: BackboneSpec) -> PreTrainedModel:
     lora_layers = {n: m for n, m in base.named_modules() if hasattr(m, "get_delta_weight") and hasattr(m, "base_layer")}
     if not lora_layers and not spec.gguf_file:
         return base
-    if spec.quantization != "none":
+    if spec.quantized:
         raise ValueError("cannot merge LoRA into a bitsandbytes-quantized base: export with merge=False")
     state = base_state_dict(base)
     for name, layer in lora_layers.items():

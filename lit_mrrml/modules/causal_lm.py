@@ -10,11 +10,14 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch.distributed.device_mesh import DeviceMesh
 from transformers import PreTrainedTokenizerBase
 
 from lit_mrrml.models.backbone import BackboneSpec, load_tokenizer
 from lit_mrrml.models.lora import LoraSpec
 from lit_mrrml.models.policy_model import PolicyMode, build_policy_model, save_policy
+from lit_mrrml.models.quantization import quantized_state_keys
+from lit_mrrml.models.sharding import shard_causal_lm
 from lit_mrrml.modules.optim import trainable_optimizers
 from lit_mrrml.policy.masks import stop_token_ids
 
@@ -34,7 +37,7 @@ class CausalLMModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if isinstance(backbone, dict):  # from a checkpoint's hyperparameters
-            backbone = BackboneSpec(**backbone)
+            backbone = BackboneSpec.from_dict(backbone)
         if isinstance(lora, dict):
             lora = LoraSpec(**lora)
         if training_mode != "lora" and lora is not None:
@@ -66,7 +69,9 @@ class CausalLMModule(L.LightningModule):
         return stop_token_ids(self.tokenizer, config)
 
     def configure_model(self) -> None:
-        """Build the causal LM (idempotent, so strategies may shard at build time)."""
+        """Build the causal LM (idempotent, so strategies may shard at build time), then the
+        companions made from it (``build_companions``), then, under ModelParallelStrategy, shard
+        them with FSDP2 (``shard``: without it that strategy would not synchronise gradients)."""
         if self.policy is not None:
             return
         self.policy = build_policy_model(
@@ -77,25 +82,44 @@ class CausalLMModule(L.LightningModule):
             self.disable_dropout,
             device=self.device,
         )
+        self.build_companions()
+        if self.device_mesh is not None:
+            self.shard(self.device_mesh)
+
+    def build_companions(self) -> None:
+        """Models made from the freshly built, not yet sharded policy (GRPO's frozen reference)."""
+
+    def shard(self, mesh: DeviceMesh) -> None:
+        """FSDP2 over the mesh's data-parallel dimension: each decoder block, then the rest of the
+        policy (see ``lit_mrrml.models.sharding`` for what each rank holds)."""
+        shard_causal_lm(self.policy, mesh)
 
     def configure_optimizers(self) -> Any:
         return trainable_optimizers(self, self.optimizer_factory, self.scheduler_factory)
 
     # ---- checkpoints and export ---------------------------------------------------------------
     def _reloadable_keys(self) -> set[str]:
-        """Frozen pretrained weights (a LoRA base loaded from ``path``) that configure_model rebuilds."""
-        if self.policy is None or self.spec.path is None or self.training_mode != "lora":
+        """Frozen pretrained weights (a LoRA base loaded from ``path``) that configure_model rebuilds;
+        none when sharded (a sharded checkpoint must hold every key the strategy loads back)."""
+        sharded = self.device_mesh is not None
+        if self.policy is None or self.spec.path is None or self.training_mode != "lora" or sharded:
             return set()
-        return {f"policy.{n}" for n, p in self.policy.named_parameters() if not p.requires_grad}
+        frozen = self.policy.named_parameters(remove_duplicate=False)  # a tied lm_head.weight too
+        return {f"policy.{n}" for n, p in frozen if not p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave out frozen pretrained weights: they reload from the backbone's path."""
         skip = self._reloadable_keys()
+        if skip:  # a quantized base's bitsandbytes state too: packed weights and their constants
+            skip |= quantized_state_keys(checkpoint["state_dict"], self.policy, "policy.")
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in skip}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Fill the left-out frozen weights from the rebuilt model."""
-        state = checkpoint["state_dict"]
+        """Fill the left-out frozen weights from the rebuilt model (a sharded checkpoint has no
+        ``state_dict`` here: ModelParallelStrategy loads the weights into the shards itself)."""
+        state = checkpoint.get("state_dict")
+        if state is None:
+            return
         own = self.state_dict()
         for key in self._reloadable_keys() - set(state):
             state[key] = own[key]

@@ -9,7 +9,11 @@ One training step (design: lit_mrrml.losses.grpo for the math):
    (a frozen copy in full fine-tuning; with LoRA the same model with its adapter disabled);
 5. ``num_iterations`` optimisation passes over the rollout batch, each one optimizer step over
    shuffled micro-batches of ``micro_batch_size`` sequences whose gradients add up to the whole
-   batch's (the ``token_mean`` denominator is the whole batch's token count on all ranks).
+   batch's (the ``token_mean`` denominator is the whole batch's token count on all ranks); after
+   each step ``engine.sync``, so that an engine with its own copy of the weights (vLLM) draws the
+   next rollouts from the trained ones. An engine that reports its own log-probabilities logs
+   their gap to the old ones (``rollout/logp_gap``) and feeds them to the loss's truncated
+   importance sampling (``GRPOLoss(tis_cap=...)``).
 Optimisation is manual, so ``trainer.global_step`` counts optimizer steps: ``num_iterations`` a
 rollout batch. Validation samples one completion per held-out prompt with a fixed seed, and runs
 once before the first step too, so a run shows where it started.
@@ -27,13 +31,18 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import FullyShardedDataParallel
+from torch.distributed.tensor import DTensor
 
 from lit_mrrml.aggregate import row_weights, weighted_total
-from lit_mrrml.losses.grpo import GRPOLoss, group_advantages
+from lit_mrrml.losses.grpo import GRPOLoss, group_advantages, logp_gap
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.models.backbone import BackboneSpec
 from lit_mrrml.models.lora import LoraSpec
 from lit_mrrml.models.policy_model import PolicyMode
+from lit_mrrml.models.sharding import shard_frozen
+from lit_mrrml.modules.batch_info import log_effective_batch, micro_batch_note, per_device_batch
 from lit_mrrml.modules.causal_lm import CausalLMModule
 from lit_mrrml.modules.reward import NonFiniteRewardError
 from lit_mrrml.policy.diagnostics import reward_metrics
@@ -87,7 +96,9 @@ class GRPOPolicy(CausalLMModule):
                 a reward model's backbone.
             reward: Where rewards come from: ``lit_mrrml.policy.rewards.RewardModelReward`` (an
                 export folder or checkpoint of a RewardModel) or ``CallableReward`` (a function).
-            engine: Draws the rollouts (default: ``HFGenerateEngine``, transformers ``generate``).
+            engine: Draws the rollouts (default: ``HFGenerateEngine``, transformers ``generate``;
+                on GPUs ``lit_mrrml.policy.vllm_engine.VLLMEngine``, vLLM colocated with training,
+                whose log-probabilities are logged against the trainer's: ``rollout/logp_gap``).
             loss: The clipped GRPO loss and its settings (eps_low, eps_high, beta, loss_type).
             optimizer: Optimizer factory, called with the trainable parameters.
             lr_scheduler: Optional scheduler factory, stepped every optimizer step.
@@ -142,13 +153,18 @@ class GRPOPolicy(CausalLMModule):
         self.validated_before_training = False
 
     # ---- construction -------------------------------------------------------------------------
-    def configure_model(self) -> None:
-        if self.policy is not None:
-            return
-        super().configure_model()
-        policy: Any = self.policy
+    def build_companions(self) -> None:
+        """Full fine-tuning with beta > 0: the reference, a frozen copy of the policy as built."""
         if self.loss.beta > 0 and self.training_mode == "full":
-            self.reference = copy.deepcopy(policy).requires_grad_(False).eval()
+            self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval()
+
+    def shard(self, mesh: DeviceMesh) -> None:
+        """The policy in its FSDP2 units; the frozen reference in units of its own, so that it holds
+        1/W of its weights a rank (a replica would be a whole second model on every device) and,
+        being outside the policy's units and frozen, has no gradients and no optimizer state."""
+        super().shard(mesh)
+        if self.reference is not None:
+            shard_frozen(self.reference, mesh)
 
     def setup(self, stage: str) -> None:
         """Move the reward source next to the policy and check its dimensions against the matrix."""
@@ -260,8 +276,16 @@ class GRPOPolicy(CausalLMModule):
         yield from order.split(self.micro_batch_size)
 
     # ---- training -----------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Say the effective batch: prompts x G rollouts per device x devices x nodes, accumulated
+        over micro-batches (Lightning's accumulate_grad_batches cannot be used: manual optimisation)."""
+        rows = (per_device_batch(self.trainer) or 0) * self.num_generations
+        note = micro_batch_note(rows, self.micro_batch_size, self.num_iterations)
+        log_effective_batch(self, "prompts", group=self.num_generations, group_unit="rollouts", note=note)
+
     def on_train_start(self) -> None:
         """Validate before the first step, so the run's logs show where the policy started."""
+        self.engine.sync(self.policy, self.trainer.strategy.model)  # an engine's own copy starts from these weights
         if self.global_step == 0 and not self.validated_before_training and self.trainer.val_dataloaders is not None:
             self.validated_before_training = True
             trainer = self.trainer
@@ -283,6 +307,8 @@ class GRPOPolicy(CausalLMModule):
             rollouts.completion_mask & ~rollouts.truncated[:, None] if self.mask_truncated else rollouts.completion_mask
         )
         stats = self.optimise(rollouts, adv, old_logp, ref_logp, mask.float(), seed)
+        if rollouts.sampler_logprobs is not None:  # the engine's own log-probs (vLLM) against the trainer's
+            stats["logp_gap"] = logp_gap(rollouts.sampler_logprobs, old_logp, rollouts.completion_mask)
         totals = weighted_total(rewards, weights.repeat_interleave(g, 0))  # (N,)
         self.log_rollout(rewards, totals, adv, rollouts, stats)
 
@@ -305,13 +331,21 @@ class GRPOPolicy(CausalLMModule):
                 part = rollouts.select(rows)
                 logp, entropy = self.logprobs(part, with_entropy=iteration == 0)
                 ref = ref_logp[rows] if ref_logp is not None else None
-                out = self.loss(logp, old_logp[rows], adv[rows], mask[rows], ref, num_tokens, num_sequences)
+                sampler = part.sampler_logprobs  # (n, T) or None: the TIS correction's denominator
+                out = self.loss(
+                    logp, old_logp[rows], adv[rows], mask[rows], ref, num_tokens, num_sequences, sampler_logp=sampler
+                )
                 self.manual_backward(out.loss)
                 self._accumulate(sums, out, mask[rows], entropy)
-            params = [p for p in self.parameters() if p.requires_grad]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or float("inf"))
+            root, limit = self.trainer.strategy.model, self.max_grad_norm or float("inf")
+            if isinstance(root, FullyShardedDataParallel):  # FSDP1: torch's clip would see local shards only
+                norm = root.clip_grad_norm_(limit)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], limit)
+            norm = norm.full_tensor() if isinstance(norm, DTensor) else norm  # FSDP2: a DTensor
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.detach() / self.num_iterations
             opt.step()
+            self.engine.sync(self.policy, self.trainer.strategy.model)  # an engine's own copy is now stale
             if scheduler is not None:
                 scheduler.step()  # type: ignore[union-attr]
         return sums
@@ -321,8 +355,9 @@ class GRPOPolicy(CausalLMModule):
         n = mask.sum()
         sums["loss"] = sums.get("loss", 0.0) + out.loss.detach() / self.num_iterations
         sums["tokens"] = sums.get("tokens", 0.0) + n
-        for key in ("kl", "clip_frac_low", "clip_frac_high"):
-            sums[key] = sums.get(key, 0.0) + out.metrics[key] * n
+        for key in ("kl", "clip_frac_low", "clip_frac_high", "tis_weight_mean", "tis_clipped_frac"):
+            if key in out.metrics:  # the TIS metrics: only with sampler log-probs and a tis_cap
+                sums[key] = sums.get(key, 0.0) + out.metrics[key] * n
         if entropy is not None:
             sums["entropy"] = sums.get("entropy", 0.0) + (entropy.detach() * mask).sum()
             sums["entropy_tokens"] = sums.get("entropy_tokens", 0.0) + n
@@ -345,6 +380,11 @@ class GRPOPolicy(CausalLMModule):
         }
         if "entropy" in sums:
             metrics["policy/entropy"] = sums["entropy"] / sums["entropy_tokens"].clamp(min=1)
+        if "logp_gap" in sums:
+            metrics["rollout/logp_gap"] = sums["logp_gap"]
+        if "tis_weight_mean" in sums:
+            metrics["tis/weight_mean"] = sums["tis_weight_mean"] / tokens
+            metrics["tis/clipped_frac"] = sums["tis_clipped_frac"] / tokens
         b = rewards.shape[0] // self.num_generations
         self.log_dict({k: v.float() for k, v in metrics.items()}, batch_size=b, sync_dist=True)
         self.log("train/reward", metrics["reward/total/mean"].float(), batch_size=b, prog_bar=True, sync_dist=True)

@@ -32,7 +32,9 @@ from lit_mrrml.models.backbone import BackboneSpec, build_backbone, load_tokeniz
 from lit_mrrml.models.feature_cache import FeatureCache, backbone_fingerprint, sequence_key
 from lit_mrrml.models.head import HeadOutput, RewardHead
 from lit_mrrml.models.lora import LoraSpec, add_lora
+from lit_mrrml.models.quantization import quantized_state_keys
 from lit_mrrml.models.sharding import shard_reward_model
+from lit_mrrml.modules.batch_info import log_effective_batch
 from lit_mrrml.modules.optim import trainable_optimizers
 from lit_mrrml.modules.scores import Messages, RewardScores, check_rows, row_labels, scenario_indices, score_unit
 
@@ -88,7 +90,9 @@ class RewardModel(L.LightningModule):
             lora: LoRA settings for ``training_mode: lora`` (defaults when omitted).
             embedding_dim: Size d of the reward embedding z.
             head: Projection head g: ``linear`` or a 2-layer ``mlp``.
-            gradient_checkpointing: Recompute backbone activations in backward to save memory.
+            gradient_checkpointing: Recompute backbone activations in backward to save memory
+                (``lora`` and ``full``; a ``frozen`` backbone runs without gradients, so there is
+                nothing to recompute). Under ``BlockFSDPStrategy`` use its ``checkpoint_blocks`` instead.
             feature_cache_dir: Folder for frozen features on disk, shared between runs of the same
                 backbone (default: in memory for this run only).
             num_dimensions: Number of reward dimensions L (linked from the data's rubric matrix).
@@ -98,7 +102,7 @@ class RewardModel(L.LightningModule):
         """
         super().__init__()
         if isinstance(backbone, dict):  # from a checkpoint's hyperparameters (load_from_checkpoint)
-            backbone = BackboneSpec(**backbone)
+            backbone = BackboneSpec.from_dict(backbone)
         if isinstance(lora, dict):
             lora = LoraSpec(**lora)
         self.save_hyperparameters(ignore=["loss", "optimizer", "lr_scheduler"])
@@ -145,7 +149,7 @@ class RewardModel(L.LightningModule):
         """Build the backbone and the head (idempotent, so strategies may shard at build time)."""
         if self.backbone is not None:
             return
-        quantized = self.spec.quantization != "none"
+        quantized = self.spec.quantized
         if quantized and self.training_mode == "full":
             raise ValueError("a quantized backbone cannot be trained in full: use training_mode lora (QLoRA) or frozen")
         backbone: Any = build_backbone(self.spec, device=self.device)
@@ -172,6 +176,10 @@ class RewardModel(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return trainable_optimizers(self, self.optimizer_factory, self.scheduler_factory)
+
+    def on_fit_start(self) -> None:
+        """Say the effective batch (units per device x devices x nodes x accumulation)."""
+        log_effective_batch(self, "units", note="each unit holds its K ranked responses")
 
     # ---- forward ------------------------------------------------------------------------------
     def encode(self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor) -> Tensor:
@@ -375,14 +383,17 @@ class RewardModel(L.LightningModule):
 
     # ---- checkpoints and export ---------------------------------------------------------------
     def _reloadable_backbone_keys(self) -> set[str]:
-        """Frozen backbone weights that configure_model rebuilds identically from ``path``."""
-        if self.backbone is None or self.spec.path is None:
+        """Frozen backbone weights that configure_model rebuilds identically from ``path``; none when
+        sharded (a sharded checkpoint must hold every key the strategy loads back)."""
+        if self.backbone is None or self.spec.path is None or self.device_mesh is not None:
             return set()
         return {f"backbone.{n}" for n, p in self.backbone.named_parameters() if not p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave out frozen pretrained weights: they reload from the backbone's path."""
         skip = self._reloadable_backbone_keys()
+        if skip:  # a quantized backbone's bitsandbytes state too: packed weights and their constants
+            skip |= quantized_state_keys(checkpoint["state_dict"], self.backbone, "backbone.")
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in skip}
         checkpoint["lit_mrrml"] = {
             "backbone_fingerprint": self.fingerprint,
@@ -399,7 +410,9 @@ class RewardModel(L.LightningModule):
         if trained is not None:
             source = f"checkpoint {self._trainer.ckpt_path}" if self._trainer is not None else "the checkpoint"
             check_trained_matrix(trained, hparams.get("matrix"), self.dimension_names, self.matrix_snapshot, source)
-        state = checkpoint["state_dict"]
+        state = checkpoint.get("state_dict")
+        if state is None:  # a sharded checkpoint: ModelParallelStrategy loads the weights into the shards itself
+            return
         missing = [k for k in self._reloadable_backbone_keys() if k not in state]
         saved = checkpoint.get("lit_mrrml", {}).get("backbone_fingerprint")
         if missing and saved is not None and saved != self.fingerprint:

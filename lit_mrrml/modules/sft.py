@@ -17,6 +17,7 @@ from torch import Tensor
 from lit_mrrml.models.backbone import BackboneSpec
 from lit_mrrml.models.lora import LoraSpec
 from lit_mrrml.models.policy_model import PolicyMode
+from lit_mrrml.modules.batch_info import log_effective_batch
 from lit_mrrml.modules.causal_lm import CausalLMModule
 
 IGNORE = -100
@@ -64,6 +65,10 @@ class SFTPolicy(CausalLMModule):
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self._plain_hparams()
+
+    def on_fit_start(self) -> None:
+        """Say the effective batch (conversations per device x devices x nodes x accumulation)."""
+        log_effective_batch(self, "conversations")
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
         logits = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

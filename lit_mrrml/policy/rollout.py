@@ -9,7 +9,8 @@ from. A completion stops at the first token in the union of the tokenizer's and 
 config's EOS ids; its mask keeps that EOS (``lit_mrrml.policy.masks``). Sampling is seeded and
 does not touch the global RNG, so a resumed run draws the rollouts an uninterrupted one would.
 
-A vLLM engine (issue 11) implements the same ``generate`` and syncs weights in ``sync``.
+``lit_mrrml.policy.vllm_engine.VLLMEngine`` implements the same ``generate`` with vLLM colocated
+in the training process, and loads the trained weights into it after ``sync``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from transformers import GenerationConfig
 
+from lit_mrrml.models.sharding import is_sharded
 from lit_mrrml.policy.masks import completion_mask
 
 
@@ -57,6 +60,9 @@ class Rollouts:
     completion_mask: Tensor  # (N, T) bool: tokens up to and including the first EOS
     truncated: Tensor  # (N,) bool: no EOS within max_new_tokens
     num_generations: int  # G
+    # (N, T) log-probabilities of the completion tokens under the engine's own sampling
+    # distribution (vLLM's processed log-probs), 0 at padding; None when the engine does not report them
+    sampler_logprobs: Tensor | None = None
 
     @property
     def lengths(self) -> Tensor:
@@ -72,6 +78,7 @@ class Rollouts:
             self.completion_mask[rows],
             self.truncated[rows],
             self.num_generations,
+            self.sampler_logprobs[rows] if self.sampler_logprobs is not None else None,
         )
 
 
@@ -126,12 +133,17 @@ class RolloutEngine(ABC):
     ) -> Rollouts:
         """Rollouts of ``model`` (prompt-major), the same for the same weights, prompts and ``seed``."""
 
-    def sync(self, model: nn.Module) -> None:  # noqa: B027 (an in-process engine reads the live weights)
-        """Bring the engine's copy of the weights up to date after an optimizer step."""
+    def sync(self, model: nn.Module, root: nn.Module | None = None) -> None:  # noqa: B027 (in-process: live weights)
+        """Bring the engine's copy of the weights up to date after an optimizer step.
+
+        ``root`` is the module the strategy wrapped (``trainer.strategy.model``): under FSDP1 it
+        holds the weights outside the policy's wrapped blocks (see ``lit_mrrml.policy.weight_stream``).
+        """
 
 
 class HFGenerateEngine(RolloutEngine):
-    """transformers ``generate`` on the policy itself, in batches of sequences.
+    """transformers ``generate`` on the policy itself, in batches of sequences; on a policy sharded
+    with FSDP2 over several ranks, in step with the other ranks (``synced_forwards``).
 
     Args:
         batch_size: Sequences (prompts x generations) per ``generate`` call; None: all at once.
@@ -157,6 +169,7 @@ class HFGenerateEngine(RolloutEngine):
         ids, mask = left_pad(repeated, pad_id, device)  # (N, P)
         config = generation_config(sampling, stop_ids, pad_id)
         step = self.batch_size or len(repeated)
+        synced = synced_forwards(model, -(-len(repeated) // step))
         pieces = []
         was_training = model.training
         model.eval()
@@ -167,6 +180,7 @@ class HFGenerateEngine(RolloutEngine):
                     input_ids=ids[start : start + step],
                     attention_mask=mask[start : start + step],
                     generation_config=config,
+                    synced_gpus=synced,
                 )
                 pieces.append(out[:, ids.shape[1] :])  # (n, t): left padding makes every prompt end at P
         model.train(was_training)
@@ -174,6 +188,28 @@ class HFGenerateEngine(RolloutEngine):
         keep, truncated = completion_mask(completions, stop_ids)
         completions = completions.masked_fill(~keep, pad_id)
         return Rollouts(ids, mask, completions, keep, truncated, num_generations)
+
+
+def synced_forwards(model: nn.Module, calls: int) -> bool:
+    """Whether ``generate`` must keep every rank in step (``synced_gpus``): for an FSDP-sharded
+    model in a process group of more than one rank, where every forward all-gathers weights, so a
+    rank whose completions all stopped at EOS keeps running forwards until every rank's have.
+
+    transformers detects only its own FSDP wrapping, not Lightning's ``fully_shard``, hence the
+    explicit flag. Every rank must also make the same number of ``generate`` calls (``calls``);
+    a rank with another count would wait forever, so a mismatch is refused on every rank.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 and is_sharded(model)):
+        return False
+    device = next(model.parameters()).device
+    counts = torch.tensor([calls, -calls], device=device)
+    dist.all_reduce(counts, op=dist.ReduceOp.MAX)  # (max calls, -min calls) over the ranks
+    if int(counts[0]) != -int(counts[1]):
+        raise RuntimeError(
+            f"sharded generate: the ranks make {-int(counts[1])} to {int(counts[0])} generate calls (this rank "
+            f"{calls}): give every rank the same number of prompts, or set the engine's batch_size to None"
+        )
+    return True
 
 
 def _right_pad(pieces: list[Tensor], pad_id: int) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.testing import assert_close
 
 from lit_mrrml.losses import GRPOLoss, group_advantages
-from lit_mrrml.losses.grpo import GRPOLossOutput, k3_kl
+from lit_mrrml.losses.grpo import GRPOLossOutput, k3_kl, logp_gap, tis_weights
 
 INV_SQRT2 = 1 / math.sqrt(2)  # 0.70710678
 E_HALF, E_MINUS_HALF, E_TENTH = math.exp(0.5), math.exp(-0.5), math.exp(0.1)
@@ -369,8 +369,85 @@ def test_loss_shape_mismatch_is_refused() -> None:
         ({"eps_high": -0.1}, "eps_high"),
         ({"beta": -1.0}, "beta"),
         ({"loss_type": "seq"}, "loss_type"),
+        ({"tis_cap": 0.5}, "tis_cap"),
     ],
 )
 def test_invalid_settings_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         GRPOLoss(**kwargs)
+
+
+# --- truncated importance sampling --------------------------------------------------------------
+
+LN3 = math.log(3.0)  # 1.0986123
+
+
+def tis_row() -> tuple[Tensor, Tensor]:
+    """One row of 3 tokens, old_logp - sampler_logp = [-0.5, 0.5, ln 3]: (old_logp, sampler_logp)."""
+    old = torch.full((1, 3), -1.0, dtype=torch.float64)
+    return old, old - torch.tensor([[-0.5, 0.5, LN3]], dtype=torch.float64)
+
+
+def test_tis_weights_by_hand() -> None:
+    # exp([-0.5, 0.5, ln 3]) = [0.606531, 1.648721, 3], capped at 2: [0.606531, 1.648721, 2]
+    old, sampler = tis_row()
+    weights, capped = tis_weights(old, sampler, torch.ones(1, 3), cap=2.0)
+    assert_close(weights, torch.tensor([[E_MINUS_HALF, E_HALF, 2.0]], dtype=torch.float64))
+    assert capped.tolist() == [[False, False, True]]
+    masked, masked_capped = tis_weights(old, sampler, torch.tensor([[1, 1, 0]]), cap=2.0)
+    assert_close(masked, torch.tensor([[E_MINUS_HALF, E_HALF, 0.0]], dtype=torch.float64))
+    assert not masked_capped.any()
+
+
+def test_tis_weights_the_policy_term_by_hand() -> None:
+    # First pass (rho = 1), A = 2: l_t = -2 w_t. Without the correction: -2 a token, loss -2.
+    # With cap 2: -2 (0.606531 + 1.648721 + 2) / 3 = -2.836835; d loss / d logp_t = -2 w_t / 3
+    # = [-0.404354, -1.099147, -1.333333]; weight mean 1.418417, one token of three capped.
+    old, sampler = tis_row()
+    advantages = torch.tensor([2.0], dtype=torch.float64)
+    logp = old.clone().requires_grad_()
+    corrected = GRPOLoss(tis_cap=2.0)(logp, old, advantages, torch.ones(1, 3), sampler_logp=sampler)
+    corrected.loss.backward()
+    w = [E_MINUS_HALF, E_HALF, 2.0]
+    assert_close(corrected.loss, torch.tensor(-2 * sum(w) / 3, dtype=torch.float64))
+    assert logp.grad is not None
+    assert_close(logp.grad, torch.tensor([[-2 * x / 3 for x in w]], dtype=torch.float64))
+    assert_close(corrected.metrics["tis_weight_mean"], torch.tensor(sum(w) / 3, dtype=torch.float64))
+    assert_close(corrected.metrics["tis_clipped_frac"], torch.tensor(1 / 3, dtype=torch.float64))
+    plain = GRPOLoss()(old, old, advantages, torch.ones(1, 3))
+    assert_close(plain.loss, torch.tensor(-2.0, dtype=torch.float64))
+    assert "tis_weight_mean" not in plain.metrics
+
+
+def test_tis_leaves_the_kl_term_unweighted() -> None:
+    # A = 0: the policy term is 0 whatever w, and l_t = beta k3 = 0.1 (e^0.5 - 1.5) with or without TIS.
+    old, sampler = tis_row()
+    ref = old + 0.5
+    loss = GRPOLoss(beta=0.1, tis_cap=2.0)
+    out = loss(old, old, torch.zeros(1, dtype=torch.float64), torch.ones(1, 3), ref, sampler_logp=sampler)
+    assert_close(out.loss, torch.tensor(0.1 * (E_HALF - 1.5), dtype=torch.float64))
+
+
+def test_exact_sampler_logprobs_or_no_cap_change_nothing() -> None:
+    # sampler_logp = old_logp: w = 1 everywhere; tis_cap None: the sampler log-probs are ignored.
+    logp, old, advantages, mask = hand_batch()
+    plain = asymmetric()(logp, old, advantages, mask)
+    exact = GRPOLoss(eps_low=0.1, eps_high=0.3, tis_cap=2.0)(logp, old, advantages, mask, sampler_logp=old.clone())
+    assert_close(exact.loss, plain.loss)
+    assert exact.metrics["tis_weight_mean"].item() == 1.0 and exact.metrics["tis_clipped_frac"].item() == 0.0
+    ignored = asymmetric()(logp, old, advantages, mask, sampler_logp=old - 5.0)
+    assert_close(ignored.loss, plain.loss)
+
+
+def test_logp_gap_by_hand() -> None:
+    # |sampler - old| = [0.5, 0.5, ln 3]: mean 0.699537; with the last token masked: 0.5
+    old, sampler = tis_row()
+    assert_close(logp_gap(sampler, old, torch.ones(1, 3)), torch.tensor((1 + LN3) / 3, dtype=torch.float64))
+    assert_close(logp_gap(sampler, old, torch.tensor([[1, 1, 0]])), torch.tensor(0.5, dtype=torch.float64))
+    assert logp_gap(sampler, old, torch.zeros(1, 3)).item() == 0.0
+
+
+def test_sampler_logp_shape_mismatch_is_refused() -> None:
+    logp, old, advantages, mask = hand_batch()
+    with pytest.raises(ValueError, match=r"sampler_logp \(2, 3\)"):
+        GRPOLoss(tis_cap=2.0)(logp, old, advantages, mask, sampler_logp=old[:, :3])

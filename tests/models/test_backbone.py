@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_mrrml.models.backbone import BackboneSpec, build_backbone, load_tokenizer, resolve_path
+from lit_mrrml.models.backbone import BackboneSpec, QuantizationSpec, build_backbone, load_tokenizer, resolve_path
 
 
 def test_config_backbone_is_a_base_model(tiny_spec):
@@ -27,7 +27,7 @@ def test_tokenizer_has_pad_token_and_chat_template(tiny_spec):
         ({"path": "x", "config": {"model_type": "qwen2"}}, "exactly one"),
         ({"config": {"hidden_size": 8}, "tokenizer": "t"}, "model_type"),
         ({"config": {"model_type": "qwen2"}}, "tokenizer"),
-        ({"config": {"model_type": "qwen2"}, "tokenizer": "t", "quantization": "4bit"}, "needs `path`"),
+        ({"config": {"model_type": "qwen2"}, "tokenizer": "t", "quantization": {"bits": 4}}, "needs `path`"),
     ],
 )
 def test_bad_specs_are_refused(kwargs, message):
@@ -42,7 +42,7 @@ def test_package_paths_resolve_without_import():
         resolve_path("package:no_such_package_xyz")
 
 
-@pytest.mark.parametrize("bits", ["4bit", "8bit"])
+@pytest.mark.parametrize("bits", [4, 8])
 def test_quantized_loading_saves_memory_and_keeps_outputs_close(bits, tiny_spec, tmp_path):
     pytest.importorskip("bitsandbytes")
     torch.manual_seed(0)
@@ -51,7 +51,9 @@ def test_quantized_loading_saves_memory_and_keeps_outputs_close(bits, tiny_spec,
     )
     build_backbone(spec).save_pretrained(tmp_path)
     full = build_backbone(BackboneSpec(path=str(tmp_path), tokenizer=spec.tokenizer))
-    quant = build_backbone(BackboneSpec(path=str(tmp_path), tokenizer=spec.tokenizer, quantization=bits))
+    quant = build_backbone(
+        BackboneSpec(path=str(tmp_path), tokenizer=spec.tokenizer, quantization=QuantizationSpec(bits))
+    )
     assert quant.get_memory_footprint() < full.get_memory_footprint()
     ids = torch.tensor([[5, 6, 7, 8]])
     a, b = full(input_ids=ids).last_hidden_state, quant(input_ids=ids).last_hidden_state

@@ -209,6 +209,40 @@ def test_unknown_backbone_fields_and_values_are_named(export):
         RewardModel.from_pretrained(export)
 
 
+@pytest.mark.parametrize(
+    ("quantization", "message"),
+    [
+        ({"bits": 3}, "backbone.quantization.bits: unknown value 3; expected one of 4, 8"),
+        ({"bits": 4, "double_quant": "yes"}, "backbone.quantization.double_quant: unknown value 'yes'; expected one"),
+        ({"bitz": 4}, "backbone.quantization.bitz: unknown field; did you mean 'bits'?"),
+        ("16bit", "backbone.quantization: must be an object or null, got '16bit'"),
+        ({"bits": 8, "quant_type": "fp4"}, "backbone.quantization.quant_type: 'fp4' applies to 4-bit weights only"),
+    ],
+)
+def test_a_bad_quantization_is_named_field_by_field(export, quantization, message):
+    config = json.loads((export / "reward_config.json").read_text())
+    path = edit_config(export, backbone={**config["backbone"], "quantization": quantization})
+    with pytest.raises(ExportError) as info:
+        RewardModel.from_pretrained(export)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_an_older_export_spelling_of_the_quantization_still_loads(export, unit_files, tiny_spec):
+    data = make_data(tiny_spec, unit_files)
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    expected = rewards_of(RewardModel.from_pretrained(export), batch)
+    config = json.loads((export / "reward_config.json").read_text())
+    assert config["backbone"]["quantization"] is None
+    path = edit_config(export, backbone={**config["backbone"], "quantization": "none", "quant_type": "nf4"})
+    reloaded = RewardModel.from_pretrained(export)
+    assert reloaded.spec.quantization is None
+    torch.testing.assert_close(rewards_of(reloaded, batch), expected)
+    edit_config(export, backbone={**config["backbone"], "quantization": "none", "quant_type": "nf8"})
+    with pytest.raises(ExportError, match=rf"^{path}: backbone\.quant_type: unknown value 'nf8'; expected one of nf4"):
+        RewardModel.from_pretrained(export)
+
+
 def test_a_dimension_list_that_does_not_fit_the_head_is_refused(export, matrix):
     names = list(matrix.dimension_ids)
     path = edit_config(export, dimension_names=names[:5])  # the snapshot still lists six

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_mrrml import SFTDataModule, SFTPolicy
 from lit_mrrml.data.chat import IGNORE
-from lit_mrrml.models.backbone import BackboneSpec
+from lit_mrrml.models.backbone import BackboneSpec, QuantizationSpec
 from lit_mrrml.models.lora import LoraSpec
 from lit_mrrml.models.policy_model import POLICY_FILE, build_policy_model
 from lit_mrrml.models.tiny import TINY_QWEN2
@@ -251,7 +251,7 @@ def test_a_fresh_adapter_on_the_sft_export_disabled_gives_the_export(trained_lor
 def test_settings_that_cannot_train_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="lora settings were given but training_mode is 'full': set it to 'lora'"):
         SFTPolicy(policy_spec(), training_mode="full", lora=LoraSpec())
-    quantized = SFTPolicy(BackboneSpec(path=str(tmp_path), quantization="4bit"), training_mode="full")
+    quantized = SFTPolicy(BackboneSpec(path=str(tmp_path), quantization=QuantizationSpec(bits=4)), training_mode="full")
     with pytest.raises(ValueError, match="a quantized policy cannot be trained in full: use training_mode lora"):
         quantized.configure_model()
     with pytest.raises(RuntimeError, match="call configure_model"):
