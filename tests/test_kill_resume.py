@@ -153,7 +153,9 @@ REWARD_SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("balance_cells", [False, True], ids=["shuffled", "cell_balanced"])
+@pytest.mark.parametrize(  # about 80 s each on 2 cores: the cell-balanced one runs with make test-slow
+    "balance_cells", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["shuffled", "cell_balanced"]
+)
 def test_reward_model_resumes_a_killed_run_on_the_same_curve(tmp_path, monkeypatch, balance_cells):
     monkeypatch.chdir(ROOT)
     settings = {**REWARD_SETTINGS, "data": {"init_args": {"balance_cells": balance_cells}}}

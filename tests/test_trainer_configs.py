@@ -189,8 +189,15 @@ LIMITS = {
     "sft": ["--trainer.max_steps=2", "--trainer.val_check_interval=2"],
     "grpo": ["--trainer.max_steps=2", "--trainer.val_check_interval=2", "--model.init_args.max_new_tokens=8"],
 }
-RUNS = [
-    pytest.param(task, mode, trainer, id=f"{task}-{mode}-{trainer}")
+DEFAULT_RUNS = {("reward", "lora", "ddp"), ("sft", "full", "fsdp_cpu"), ("grpo", "full", "fsdp_cpu")}
+RUNS = [  # about 35 s each on 2 cores: three in the default suite, the rest with make test-slow
+    pytest.param(
+        task,
+        mode,
+        trainer,
+        id=f"{task}-{mode}-{trainer}",
+        marks=() if (task, mode, trainer) in DEFAULT_RUNS else pytest.mark.slow,
+    )
     for trainer in ("ddp", "fsdp_cpu")
     for task, mode in (("reward", "frozen"), ("reward", "lora"), ("reward", "full"), ("sft", "full"), ("grpo", "full"))
 ]
