@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,12 @@ def assert_stopped_early_saying_why_once(err: str, url: str) -> None:
     (final,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert final.startswith(f"error: cannot reach {url}/chat/completions: 20 attempts in a row got no response")
     assert final.endswith("finished work is saved: rerun the same command once the service answers")
+
+
+def run_script(script: str, *args: str, timeout: int = 600) -> None:
+    """Run ``tests/<script>`` with ``args`` in a fresh Python process (offline, the repo on the
+    path), asserting that it succeeds; its stderr's tail is the failure message."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "tests" / script), *args]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]

@@ -5,9 +5,6 @@ consolidated into one file, loads in one process and gives the rewards the shard
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +14,14 @@ import torch
 from lit_mrrml import RewardModel
 from lit_mrrml.modules.loading import load_reward_model
 from lit_mrrml.modules.sharded_checkpoint import consolidate_checkpoint
-from tests.conftest import ROOT, make_unit, write_jsonl
+from tests.conftest import make_unit, run_script, write_jsonl
 from tests.distributed_fit import SCORED, WORLD
 
 pytestmark = pytest.mark.distributed
 
 
 def run(mode: str, out: Path, data_dir: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "distributed_fit.py"), mode, str(out), str(data_dir)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_script("distributed_fit.py", mode, str(out), str(data_dir))
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,6 @@ the sharded policy with its adapter disabled.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ from lit_mrrml import GRPOLoss, GRPOPolicy
 from lit_mrrml.losses.grpo import group_advantages
 from lit_mrrml.modules.sharded_checkpoint import consolidate_checkpoint
 from lit_mrrml.policy.rewards import CallableReward
-from tests.conftest import ROOT
+from tests.conftest import run_script
 from tests.policy_distributed_fit import DIMENSIONS, PROBE, dense_rule, probe_logits
 
 pytestmark = pytest.mark.distributed
@@ -37,16 +34,7 @@ SETUPS = [("ddp", "full"), ("fsdp2", "full"), ("fsdp2", "lora")]  # (strategy, t
 
 
 def run(mode: str, out: Path, training_mode: str) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "policy_distributed_fit.py"), mode, str(out), training_mode],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_script("policy_distributed_fit.py", mode, str(out), training_mode, timeout=300)
 
 
 @pytest.fixture(scope="module", params=SETUPS, ids=["-".join(s) for s in SETUPS])

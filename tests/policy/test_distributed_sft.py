@@ -4,32 +4,20 @@ process makes on the same batches with their gradients accumulated (tests/sft_di
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import run_script
 from tests.sft_distributed_fit import STEPS, WORLD
 
 pytestmark = pytest.mark.distributed
 
 
 def run(mode: str, out: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "sft_distributed_fit.py"), mode, str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_script("sft_distributed_fit.py", mode, str(out), timeout=300)
 
 
 @pytest.fixture(scope="module")
