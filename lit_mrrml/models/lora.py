@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from lit_mrrml.models.quantization import keep_4bit_weights_trainable
+
+QUANTIZED = ("Params4bit", "Int8Params")  # bitsandbytes' 4-bit and 8-bit weight classes
 
 
 @dataclass
@@ -53,3 +57,29 @@ def add_lora(
         task_type=task_type,
     )
     return get_peft_model(backbone, config)
+
+
+def dense(tensor: Tensor) -> Tensor:
+    """A tensor whole on this rank (an FSDP2 DTensor gathered; any other tensor as it is)."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def dense_weight(module: nn.Module) -> Tensor:
+    """A linear layer's weight as a dense, detached tensor (bitsandbytes weights dequantized)."""
+    weight: Any = module.weight
+    if type(weight).__name__ in QUANTIZED:
+        from peft.utils.integrations import dequantize_module_weight
+
+        weight = dequantize_module_weight(module)
+    return dense(weight).detach()
+
+
+def merged_weight(layer: Any) -> Tensor:
+    """(out, in) a LoRA-adapted layer's weight with its active adapters merged, W + sum scale * B A
+    (peft's ``get_delta_weight``), computed without touching the layer: merging and unmerging in
+    place would leave rounding error in the base weights, which serve as the reference policy."""
+    weight = dense_weight(layer.get_base_layer())
+    for adapter in layer.active_adapters:
+        if adapter in layer.lora_A:
+            weight = weight + layer.get_delta_weight(adapter).to(weight.dtype)
+    return weight

@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lit_mrrml.jsonio import dumps
 from lit_mrrml.models.backbone import BackboneSpec, base_state_dict, build_backbone, rebuild_from_config
-from lit_mrrml.models.lora import LoraSpec, add_lora
+from lit_mrrml.models.lora import LoraSpec, add_lora, merged_weight
 
 PolicyMode = Literal["full", "lora"]
 POLICY_FILE = "lit_mrrml_policy.json"
@@ -59,9 +59,8 @@ def build_policy_model(
 def merged_causal_lm(model: nn.Module, spec: BackboneSpec) -> PreTrainedModel:
     """A plain transformers model holding ``model``'s weights, LoRA updates merged in.
 
-    The live model is left as it is: the merged weights are computed as W + scale * B A per
-    adapted layer (peft's ``get_delta_weight``), not by merging and unmerging in place, which
-    would leave rounding error in the base weights that serve as the reference policy.
+    The live model is left as it is: each adapted layer's weight comes from
+    ``lit_mrrml.models.lora.merged_weight`` (W + scale * B A, not merged in place).
     """
     wrapped: Any = model  # a peft model or a plain transformers one
     base: Any = wrapped.get_base_model() if hasattr(wrapped, "get_base_model") else wrapped
@@ -72,10 +71,7 @@ def merged_causal_lm(model: nn.Module, spec: BackboneSpec) -> PreTrainedModel:
         raise ValueError("cannot merge LoRA into a bitsandbytes-quantized base: export with merge=False")
     state = base_state_dict(base)
     for name, layer in lora_layers.items():
-        for adapter in layer.active_adapters:
-            state[f"{name}.weight"] = state[f"{name}.weight"] + layer.get_delta_weight(adapter).to(
-                state[f"{name}.weight"].dtype
-            )
+        state[f"{name}.weight"] = merged_weight(layer)
     clone = rebuild_from_config(base, state, spec, lm_head=True)
     clone.generation_config = copy.deepcopy(base.generation_config)  # the export's to edit, not the live model's
     return clone

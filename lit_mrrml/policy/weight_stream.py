@@ -27,14 +27,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-from peft.utils.integrations import dequantize_module_weight
 from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-from torch.distributed.tensor import DTensor
+
+from lit_mrrml.models.lora import QUANTIZED, dense, dense_weight, merged_weight
 
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 PEFT_PREFIX = "base_model.model."
-QUANTIZED = ("Params4bit", "Int8Params")  # bitsandbytes' 4-bit and 8-bit weight classes
 Loader = Callable[[Iterable[tuple[str, Tensor]]], Any]
 
 
@@ -79,27 +78,6 @@ def owners(model: nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-def _dense(tensor: Tensor) -> Tensor:
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
-
-
-def _plain_weight(module: nn.Module) -> Tensor:
-    """A linear layer's weight as a dense tensor (bitsandbytes weights dequantized)."""
-    weight: Any = module.weight
-    if type(weight).__name__ in QUANTIZED:
-        weight = dequantize_module_weight(module)
-    return _dense(weight).detach()
-
-
-def merged_weight(layer: Any) -> Tensor:
-    """(out, in) an adapted layer's weight with its active adapters merged: W + sum scale * B A."""
-    weight = _plain_weight(layer.get_base_layer())
-    for adapter in layer.active_adapters:
-        if adapter in layer.lora_A:
-            weight = weight + layer.get_delta_weight(adapter).to(weight.dtype)
-    return weight
-
-
 def _pairs(model: nn.Module, names: list[str]) -> Iterator[tuple[str, Tensor]]:
     """The plain (name, tensor) pairs of the parameters ``names``, one at a time."""
     modules = dict(model.named_modules())
@@ -113,9 +91,9 @@ def _pairs(model: nn.Module, names: list[str]) -> Iterator[tuple[str, Tensor]]:
         if leaf == "weight" and owner_name.endswith(".base_layer") and hasattr(layer, "get_delta_weight"):
             yield plain_name(name), merged_weight(layer)
         elif leaf == "weight" and type(params[name]).__name__ in QUANTIZED:
-            yield plain_name(name), _plain_weight(owner)
+            yield plain_name(name), dense_weight(owner)
         else:
-            yield plain_name(name), _dense(params[name]).detach()
+            yield plain_name(name), dense(params[name]).detach()
 
 
 def stream_merged_weights(model: nn.Module, load: Loader, root: nn.Module | None = None) -> list[str]:
