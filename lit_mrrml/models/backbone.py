@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from lit_mrrml.errors import InputError
-from lit_mrrml.models.quantization import QuantizationSpec, as_quantization, backbone_fields
+from lit_mrrml.models.quantization import QuantizationSpec, as_quantization, backbone_fields, copy_out_of_the_file
 
 PACKAGE_PREFIX = "package:"
 
@@ -131,7 +131,10 @@ def build_backbone(spec: BackboneSpec, device: torch.device | None = None, lm_he
     if spec.quantization is not None:
         kwargs["quantization_config"] = spec.quantization.bitsandbytes_config(spec.torch_dtype)
         kwargs["device_map"] = {"": str(device or "cpu")}  # bitsandbytes quantizes on the target device
-    return auto.from_pretrained(resolve_path(spec.path or ""), **kwargs)
+    model = auto.from_pretrained(resolve_path(spec.path or ""), **kwargs)
+    if spec.quantization is not None:
+        copy_out_of_the_file(model)  # else the unquantized tensors keep the fp32 file resident
+    return model
 
 
 def base_state_dict(model: Any) -> dict[str, torch.Tensor]:

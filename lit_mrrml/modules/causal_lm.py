@@ -82,6 +82,9 @@ class CausalLMModule(L.LightningModule):
             self.disable_dropout,
             device=self.device,
         )
+        # from_pretrained returns eval mode and Lightning keeps submodules' modes: train as this module
+        # does, else dropout and gradient checkpointing would silently be off (see RewardModel)
+        self.policy.train(self.training)
         self.build_companions()
         if self.device_mesh is not None:
             self.shard(self.device_mesh)

@@ -160,6 +160,11 @@ class RewardModel(L.LightningModule):
             self.feature_cache.load()
         elif self.training_mode == "lora":
             backbone = add_lora(backbone, self.lora_spec, quantized, self.gradient_checkpointing)
+        if self.training_mode != "frozen":
+            # from_pretrained returns a model in eval mode, and Lightning keeps each submodule's mode
+            # (it never calls .train() at fit start): without this the blocks would train in eval
+            # mode, with no dropout and, silently, no gradient checkpointing
+            backbone.train(self.training)
         if self.gradient_checkpointing and self.training_mode != "frozen":
             backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.backbone = backbone

@@ -9,17 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 from torch import Tensor, nn
 
-from lit_mrrml import GRPOPolicy, RewardModel, SFTDataModule, SFTPolicy
+from lit_mrrml import GRPOPolicy, PromptDataModule, RewardModel, SFTDataModule, SFTPolicy
 from lit_mrrml.matrix import RubricMatrix
-from lit_mrrml.models.backbone import BackboneSpec
+from lit_mrrml.models.backbone import BackboneSpec, build_backbone
 from lit_mrrml.models.sharding import block_classes
 from lit_mrrml.modules.sft import assistant_token_loss
 from lit_mrrml.policy.rewards import CallableReward
-from tests.conftest import DEMO, MATRIX_PATH
+from tests.conftest import DEMO, MATRIX_PATH, TINY_QWEN2, TINY_TOKENIZER
 from tests.modules.test_reward_model import make_data, make_model
 
 
@@ -113,3 +114,72 @@ def test_both_policies_recompute_their_blocks(kind, mode, tiny_spec: BackboneSpe
     batch = next(iter(data.train_dataloader()))
     off, on = build_twice(lambda gc: policy(kind, tiny_spec, mode, gc))
     assert_same_and_recomputed(off, on, policy_loss(off, batch), policy_loss(on, batch))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> BackboneSpec:
+    """The tiny model saved and loaded back by ``from_pretrained``, which hands it over in eval mode."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    torch.manual_seed(0)
+    spec = BackboneSpec(config=dict(TINY_QWEN2), tokenizer=str(TINY_TOKENIZER))
+    build_backbone(spec, lm_head=True).save_pretrained(folder)
+    return BackboneSpec(path=str(folder), tokenizer=str(TINY_TOKENIZER))
+
+
+class BlockModes(L.Callback):
+    """Records, for every run of a block's body with gradients on, whether the block was in train
+    mode: the forward and, under gradient checkpointing, the recompute in backward."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+        self.modes: set[bool] = set()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        names = block_classes(pl_module)
+        for name, block in pl_module.named_modules():
+            if type(block).__name__ in names:
+                first = next(block.children())
+                first.register_forward_pre_hook(lambda *_, name=name, block=block: self.record(name, block))
+
+    def record(self, name: str, block: nn.Module) -> None:
+        if torch.is_grad_enabled():
+            self.runs.update([name])
+            self.modes.add(block.training)
+
+
+def fit_one_step(module: L.LightningModule, data: L.LightningDataModule, root: Path) -> BlockModes:
+    modes = BlockModes()
+    L.Trainer(
+        accelerator="cpu",
+        precision="32-true",
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=[modes],
+    ).fit(module, datamodule=data)
+    return modes
+
+
+@pytest.mark.parametrize("kind", ["reward/lora", "reward/full", "sft/lora", "grpo/full"])
+def test_a_pretrained_backbone_trains_in_train_mode_with_its_blocks_recomputed(
+    kind, pretrained: BackboneSpec, unit_files, matrix: RubricMatrix, tmp_path: Path
+) -> None:
+    # Lightning keeps every submodule's mode at fit start; a from_pretrained model arrives in eval
+    # mode, where transformers skips gradient checkpointing (and dropout) without a word
+    module_kind, mode = kind.split("/")
+    module: L.LightningModule
+    if module_kind == "reward":
+        data: L.LightningDataModule = make_data(pretrained, unit_files)
+        module = make_model(pretrained, matrix, training_mode=mode, gradient_checkpointing=True)
+    else:
+        data = (SFTDataModule if module_kind == "sft" else PromptDataModule)(
+            matrix=str(MATRIX_PATH), train_files=[str(DEMO / "train.jsonl")], backbone=pretrained, batch_size=2
+        )
+        module = policy(module_kind, pretrained, mode, True)
+    modes = fit_one_step(module, data, tmp_path)
+    assert modes.modes == {True}
+    assert modes.runs and all(n >= 2 and n % 2 == 0 for n in modes.runs.values())  # each forward recomputed once
