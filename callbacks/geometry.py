@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from callbacks.figures import send_figure
 from lit_mrrml.losses.functional import unit_axes
 from lit_mrrml.losses.statistics import pooled_rates, unit_statistics
 
@@ -34,7 +35,9 @@ def project_on_axis(v: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class GeometryMonitor(L.Callback):
-    """Logs ``geometry/<dimension>/<metric>`` and saves ``<log_dir>/geometry/epoch=N/<dimension>.png``."""
+    """Logs ``geometry/<dimension>/<metric>`` and saves ``<log_dir>/geometry/epoch=N/<dimension>.png``,
+    which also goes to the run's loggers that take images (TensorBoard, W&B, MLflow) under
+    ``geometry/epoch=N/<dimension>``."""
 
     def __init__(self, save_plots: bool = True, max_units: int = 200) -> None:
         """
@@ -45,6 +48,7 @@ class GeometryMonitor(L.Callback):
         self.save_plots, self.max_units = save_plots, max_units
         self.outputs: list[dict[str, Tensor]] = []
         self.saved: list[Path] = []
+        self.sent: list[tuple[str, str]] = []  # (tag, logger class) of every figure a logger took
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.outputs = []
@@ -139,5 +143,7 @@ class GeometryMonitor(L.Callback):
         path = folder / f"{name}.png"
         fig.tight_layout()
         fig.savefig(path)
+        tag = f"geometry/epoch={trainer.current_epoch}/{name}"
+        self.sent += [(tag, kind) for kind in send_figure(trainer.loggers, tag, fig, path, trainer.global_step)]
         plt.close(fig)
         return path

@@ -1,9 +1,13 @@
-"""The command line: ``python -m lit_mrrml fit|validate|test|predict|matrix ...``.
+"""The command line: ``python -m lit_mrrml COMMAND ...`` (``--help`` lists the commands).
 
-fit/validate/test/predict go through LightningCLI (``--config``, dotted overrides, ``--print_config``);
-``matrix FILE`` validates a rubric matrix and prints its coverage; ``generate --config FILE`` writes
-synthetic ranked units from it (lit_mrrml.generate); ``healthbench --config FILE`` answers and grades
-HealthBench rows and writes a report (lit_mrrml.healthbench).
+fit/validate/test/predict go through LightningCLI (``--config``, dotted overrides, ``--print_config``;
+lit_mrrml.trainer_cli); ``matrix FILE`` validates a rubric matrix and prints its coverage; ``generate``
+writes synthetic ranked units from it (lit_mrrml.generate); ``healthbench`` answers and grades
+HealthBench rows (lit_mrrml.healthbench); ``convert`` reads preference data in other formats;
+``export`` writes a reward model as a Hugging Face folder; ``serve`` answers reward requests over HTTP.
+
+This module imports neither torch nor Lightning: each command imports what it needs when it runs, so
+that ``matrix``, ``convert`` and ``--help`` start in well under a second.
 
 Bad input (a matrix, units, config or checkpoint that must be fixed: an ``InputError``, or a missing
 file) prints one message naming the file and line or the key path, and exits 2; ``--debug`` (or
@@ -12,162 +16,61 @@ file) prints one message naming the file and line or the key path, and exits 2; 
 
 from __future__ import annotations
 
-import logging
-import math
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from jsonargparse import ArgumentParser
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
 from lit_mrrml.errors import DEBUG_ENV, INPUT_ERROR, InputError
-from lit_mrrml.jsonio import dumps
 from lit_mrrml.textio import read_text
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "matrix", "generate", "healthbench")
-log = logging.getLogger(__name__)
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# command -> (where its entry point is, the line --help gives it); every entry takes the arguments after the command
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("", "Train a reward model or a policy from a config (LightningCLI: --config, dotted overrides)."),
+    "validate": ("", "Run the validation set through a trained model and write val_metrics.json."),
+    "test": ("", "Run the test set through a trained model and write test_metrics.json."),
+    "predict": ("", "Score ranked units with a trained reward model (per-dimension rewards and totals)."),
+    "generate": ("lit_mrrml.generate.command:generate_command", "Write synthetic ranked units from a rubric matrix."),
+    "healthbench": ("lit_mrrml.healthbench.command:healthbench_command", "Answer and grade HealthBench rows; report."),
+    "matrix": ("lit_mrrml.cli:matrix_command", "Validate a rubric matrix file and print its coverage."),
+    "convert": ("lit_mrrml.convert.command:convert_command", "Read TRL pairs, datasets or ranked lists; write units."),
+    "export": ("lit_mrrml.export_command:export_command", "Write a reward model as a Hugging Face classifier folder."),
+    "serve": ("lit_mrrml.serve.command:serve_command", "Serve per-dimension rewards over HTTP (OpenRLHF, verl)."),
+}
+# kept for scripts that read it: the commands, in --help order
+SUBCOMMANDS = tuple(COMMANDS)
 
 
-class MRRMLCLI(LightningCLI):
-    """LightningCLI with the links that wire the rubric matrix and the backbone between data and model.
+def __getattr__(name: str) -> Any:
+    """``from lit_mrrml.cli import MRRMLCLI`` still works; it imports Lightning, on first use only."""
+    if name == "MRRMLCLI":
+        from lit_mrrml.trainer_cli import MRRMLCLI
 
-    - ``model.backbone`` -> ``data.backbone``: the data is tokenized with the backbone's tokenizer;
-    - ``data`` -> ``model.num_dimensions``, ``model.dimension_names`` and ``model.matrix``: the
-      reward head gets one output per dimension of the data's rubric matrix, and a policy gets the
-      scenario weights and the dimension list its reward model must have (a model class without
-      such an argument, such as SFTPolicy, ignores the link).
-    After ``validate`` and ``test``, the metrics are also written to ``<log_dir>/<stage>_metrics.json``.
-
-    Checkpoints without a ``dirpath`` go to ``<default_root_dir>/checkpoints``, one folder for every
-    run into the same root (the logs keep Lightning's ``version_N``), so that ``fit --ckpt_path last``
-    after a crash or a kill finds the run's ``last.ckpt``. A ``--ckpt_path`` is checked to be a
-    Lightning checkpoint before anything is built.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("model_class", L.LightningModule)
-        kwargs.setdefault("datamodule_class", L.LightningDataModule)
-        kwargs.setdefault("subclass_mode_model", True)
-        kwargs.setdefault("subclass_mode_data", True)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("auto_configure_optimizers", False)
-        super().__init__(*args, **kwargs)
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
-        parser.link_arguments(
-            "data", "model.init_args.num_dimensions", compute_fn=_num_dimensions, apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data", "model.init_args.dimension_names", compute_fn=_dimension_names, apply_on="instantiate"
-        )
-        parser.link_arguments("data", "model.init_args.matrix", compute_fn=_matrix_snapshot, apply_on="instantiate")
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then refuse a ``--ckpt_path`` that is not a Lightning checkpoint, before LightningCLI
-        reads its hyperparameters and before the model is built."""
-        from lit_mrrml.modules.checkpoint import check_lightning_checkpoint
-
-        super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path:
-            check_lightning_checkpoint(ckpt_path)
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI's reading of a ``--ckpt_path``'s hyperparameters into the config, with the
-        backbone's fields in today's spelling: a checkpoint written before ``backbone.quantization``
-        became an object (``quantization: 4bit`` and ``quant_type``) still resumes."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        import torch
-
-        from lit_mrrml.models.quantization import backbone_fields
-
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
-        hparams.pop("_instantiator", None)
-        if not hparams:
-            return
-        if isinstance(hparams.get("backbone"), dict):
-            hparams["backbone"] = backbone_fields(hparams["backbone"])
-        if "_class_path" in hparams:
-            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
-        try:
-            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
-        except SystemExit:
-            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
-            raise
-
-    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        root = str(trainer.default_root_dir)
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None and "://" not in root:
-                callback.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
-        return trainer
-
-    def before_fit(self) -> None:
-        """Refuse trainer.accumulate_grad_batches for a manually optimised model (GRPO) in one line; say so
-        when the checkpoint folder holds an earlier run's last.ckpt and this run does not resume it."""
-        from lit_mrrml.modules.batch_info import check_accumulation
-
-        check_accumulation(self.model, self.trainer.accumulate_grad_batches)
-        ckpt_path = self.config.get(str(self.subcommand), self.config).get("ckpt_path")
-        for callback in self.trainer.checkpoint_callbacks:
-            folder = getattr(callback, "dirpath", None)
-            earlier = sorted(Path(folder).glob("last*.ckpt")) if folder and not ckpt_path else []
-            if earlier:
-                log.warning(
-                    "%s already holds %s from an earlier run: this run starts from scratch and saves beside it "
-                    "(add --ckpt_path last to resume that run instead)",
-                    folder,
-                    earlier[-1].name,
-                )
-
-    def _write_metrics(self, stage: str) -> Path | None:
-        log_dir = self.trainer.log_dir  # on every rank: under DDP, log_dir is a broadcast
-        if not self.trainer.is_global_zero:
-            return None
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
-        path = Path(log_dir or ".") / f"{stage}_metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        skipped = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-        if skipped:  # a metric without data (NaN), e.g. order accuracy with no K >= 3 unit
-            log.warning("%s: left out non-finite metrics %s", path, skipped)
-        clean = {k: v for k, v in sorted(metrics.items()) if math.isfinite(v)}
-        path.write_text(dumps(clean, str(path), indent=2), encoding="utf-8")
-        print(f"{stage} metrics written to {path}")
-        return path
-
-    def after_test(self) -> None:
-        self._write_metrics("test")
-
-    def after_validate(self) -> None:
-        self._write_metrics("val")
+        return MRRMLCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _matrix_snapshot(data: Any) -> dict[str, Any] | None:
-    """The data module's rubric matrix as plain data (None for data without a matrix, e.g. chat SFT)."""
-    matrix = getattr(data, "matrix", None)
-    return matrix.to_dict() if matrix is not None else None
-
-
-def _dimension_names(data: Any) -> list[str] | None:
-    return getattr(data, "dimension_names", None)
-
-
-def _num_dimensions(data: Any) -> int | None:
-    return getattr(data, "num_dimensions", None)
+def usage() -> str:
+    """The top-level help: every command with its line."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: python -m lit_mrrml COMMAND [ARGS ...]   (python -m lit_mrrml COMMAND --help for its options)",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items()),
+        "",
+        "--debug (or LIT_MRRML_DEBUG=1) shows the traceback of an input error.",
+    ]
+    return "\n".join(lines)
 
 
 def matrix_command(argv: list[str]) -> int:
     """``python -m lit_mrrml matrix FILE``: validate a rubric matrix and print its coverage."""
+    from jsonargparse import ArgumentParser
+
     from lit_mrrml.matrix import RubricMatrix
     from lit_mrrml.matrix.coverage import print_coverage
 
@@ -191,21 +94,28 @@ def check_config_files(args: list[str]) -> None:
             read_text(path)
 
 
+def entry_point(command: str) -> Callable[[list[str]], int]:
+    """The function that runs ``command`` (imported now, not before)."""
+    module, _, function = COMMANDS[command][0].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def dispatch(args: list[str], argv: list[str] | None) -> int:
     """Run the command ``args`` names; ``argv`` is what LightningCLI gets (None: the process's)."""
     command = args[0] if args else None
-    if command == "matrix":
-        return matrix_command(args[1:])
-    if command == "generate":
-        from lit_mrrml.generate.command import generate_command
+    if command is None or command in ("-h", "--help"):
+        print(usage())
+        return 0 if command else INPUT_ERROR
+    if command in LIGHTNING_COMMANDS:
+        from lit_mrrml.trainer_cli import MRRMLCLI
 
-        return generate_command(args[1:])
-    if command == "healthbench":
-        from lit_mrrml.healthbench.command import healthbench_command
+        MRRMLCLI(args=argv)
+        return 0
+    if command not in COMMANDS:
+        from lit_mrrml.matrix.suggest import did_you_mean
 
-        return healthbench_command(args[1:])
-    MRRMLCLI(args=argv)
-    return 0
+        raise InputError(f"unknown command {command!r}{did_you_mean(command, list(COMMANDS))}; run --help for the list")
+    return entry_point(command)(args[1:])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lit_mrrml.cli import MRRMLCLI
 from lit_mrrml.jsonio import dumps
+from lit_mrrml.trainer_cli import MRRMLCLI
 
 METRICS = (("pair_acc", "pair"), ("order_acc", "order"), ("betweenness", "betw."))
 BASELINE = ["--model.loss.alpha=0", "--model.loss.beta=0"]

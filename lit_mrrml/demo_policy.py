@@ -24,8 +24,8 @@ import lightning as L
 from rich.console import Console
 from rich.table import Table
 
-from lit_mrrml.cli import MRRMLCLI
 from lit_mrrml.jsonio import dumps
+from lit_mrrml.trainer_cli import MRRMLCLI
 
 ALARM = 0.5  # a length correlation above this on a dimension: its reward follows length
 LAST_STEPS = 10  # the alarms and the KL are averaged over the last steps of the run

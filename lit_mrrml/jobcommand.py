@@ -22,7 +22,14 @@ INTERRUPTED = 130
 
 
 def job_parser(job: type, prog: str, description: str, config_help: str) -> ArgumentParser:
-    """A parser of every field of ``job``'s constructor, with ``--config`` files (documented for --help)."""
+    """A parser of every field of ``job``'s constructor, with ``--config`` files (documented for --help).
+
+    The backends that need no model (OpenAIChatBackend, CachedBackend) are imported here, so that
+    their short names work (``--judge.help OpenAIChatBackend``); HFLocalBackend, which imports torch,
+    is found by its import path (``lit_mrrml.backends.HFLocalBackend``) and then by its short name."""
+    import lit_mrrml.backends.cache
+    import lit_mrrml.backends.openai  # noqa: F401 (subclasses of ChatBackend: jsonargparse resolves short names)
+
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", action=ActionConfigFile, help=config_help)
     parser.add_class_arguments(job, None, fail_untyped=True)

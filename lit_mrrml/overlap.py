@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.paths import resolve_path
 from lit_mrrml.textio import read_lines
 
 Metric = Literal["jaccard", "containment"]

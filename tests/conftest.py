@@ -93,3 +93,9 @@ def run_script(script: str, *args: str, timeout: int = 600) -> None:
     command = [sys.executable, str(ROOT / "tests" / script), *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+def csv_logger(root: Path) -> list[str]:
+    """Command-line arguments that log to ``root/lightning_logs/version_N/metrics.csv``, whichever
+    loggers are installed (Lightning's default is TensorBoard's when the package is there)."""
+    return ["--trainer.logger=CSVLogger", f"--trainer.logger.init_args.save_dir={root}"]

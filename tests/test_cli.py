@@ -17,8 +17,9 @@ import torch
 import yaml
 
 from lit_mrrml import GRPOPolicy, RewardModel, SFTPolicy
-from lit_mrrml.cli import MRRMLCLI, input_error, main
-from tests.conftest import ROOT
+from lit_mrrml.cli import input_error, main
+from lit_mrrml.trainer_cli import MRRMLCLI
+from tests.conftest import ROOT, csv_logger
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 TRAINING_CONFIGS = [  # configs/trainer/*.yaml only complete a task config: tests/test_trainer_configs.py
@@ -181,6 +182,7 @@ def test_fit_resumes_from_last_after_a_kill(killed_run):
         "--ckpt_path=last",
         f"--trainer.max_epochs={stop}",
         *LIMITS,
+        *csv_logger(root),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"Restored all states from the checkpoint at {root / 'checkpoints' / 'last.ckpt'}" in out.stderr

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from lit_mrrml.cli import MRRMLCLI
+from lit_mrrml.trainer_cli import MRRMLCLI
 from tests.conftest import ROOT
 from tests.policy.conftest import tiny_reward_export  # noqa: F401 (a fixture)
 from tests.resume_probe import read_steps
@@ -176,6 +176,7 @@ POLICY_SETTINGS = {
 }
 
 
+@pytest.mark.slow  # about 30 s on 2 cores: make test-slow
 def test_grpo_resumes_a_killed_run_on_the_same_curve(tmp_path, monkeypatch, tiny_reward_export):  # noqa: F811
     monkeypatch.chdir(ROOT)
 

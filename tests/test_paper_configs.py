@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lit_mrrml.cli import MRRMLCLI
 from lit_mrrml.memory_estimate import PAPER_PLANS, header_lines
+from lit_mrrml.trainer_cli import MRRMLCLI
 from tests.conftest import ROOT
 
 STAGES = ("reward", "sft", "grpo")

@@ -43,7 +43,7 @@ def test_healthbench_scoring_snippet_gives_the_worked_check_and_a_perfect_score(
 
 
 def test_export_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
-    from lit_mrrml.cli import MRRMLCLI
+    from lit_mrrml.trainer_cli import MRRMLCLI
 
     monkeypatch.chdir(ROOT)
     root = tmp_path / "runs" / "tiny"

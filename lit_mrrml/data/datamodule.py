@@ -1,4 +1,9 @@
-"""RubricDataModule: ranked units checked against the rubric matrix, tokenized for the backbone."""
+"""RubricDataModule: ranked units checked against the rubric matrix, tokenized for the backbone.
+
+The files may hold any preference format that lit_mrrml.data.formats reads (native units, TRL
+pairs, ranked or scored lists) in JSONL, JSON, parquet or a ``datasets`` folder; ``defaults`` gives
+the matrix ids that their records lack.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_mrrml.data.collate import RankedUnitCollator
 from lit_mrrml.data.encode import EncodedUnit, encode_unit
+from lit_mrrml.data.formats import UnitDefaults
 from lit_mrrml.data.resumable import ResumableLoader
 from lit_mrrml.data.sampler import CellBalancedSampler, EpochSampler
 from lit_mrrml.data.units import OnBadRecord, RankedUnit, read_units
@@ -50,6 +56,7 @@ class RubricDataModule(L.LightningDataModule):
         val_files: list[str] | None = None,
         test_files: list[str] | None = None,
         predict_files: list[str] | None = None,
+        defaults: UnitDefaults | None = None,
         backbone: BackboneSpec | None = None,
         max_length: int = 512,
         batch_size: int = 8,
@@ -67,6 +74,14 @@ class RubricDataModule(L.LightningDataModule):
             val_files: Ranked-unit JSONL files for validation.
             test_files: Ranked-unit JSONL files for testing.
             predict_files: Ranked-unit JSONL files to score with ``predict`` (default: the test files).
+                Every ``*_files`` entry may also be a ``.json`` array, a ``.parquet`` file or a
+                ``datasets`` save_to_disk folder (``pip install lit_mrrml[datasets]``), in any preference
+                format: native units, TRL ``prompt``/``chosen``/``rejected`` (or an implicit prompt),
+                ``responses`` best first, or ``completions`` with ``ranks`` or ``scores``.
+            defaults: The dimension, scenario and discipline of every record without its own, such
+                as ``{dimension: safety, scenario: emergency_referrals, discipline: internal_medicine}``
+                for TRL pairs; each is checked against the matrix. A record without an ``id`` gets one
+                made from its content.
             backbone: The backbone whose tokenizer and chat template encode the units (linked
                 from ``model.backbone`` by the command line).
             max_length: Longest sequence in tokens; longer units keep their responses and lose the
@@ -88,6 +103,9 @@ class RubricDataModule(L.LightningDataModule):
             raise InputError(f"data.max_length must be at least 8 tokens, got {max_length}")
         self.matrix_path = matrix
         self.matrix = RubricMatrix.from_yaml(matrix)
+        self.defaults = defaults
+        if defaults is not None:
+            defaults.check(self.matrix, "data.defaults.{key}")
         self.files = {"train": train_files, "val": val_files, "test": test_files, "predict": predict_files}
         self.backbone = backbone
         self.max_length, self.batch_size = max_length, batch_size
@@ -114,14 +132,15 @@ class RubricDataModule(L.LightningDataModule):
         seen: set[str] = set()
         for split in ("train", "val", "test"):
             paths = [Path(p) for p in self.files[split] or []]
-            units, skipped = read_units(paths, self.matrix, self.on_bad_record, seen)
+            units, skipped = read_units(paths, self.matrix, self.on_bad_record, seen, self.defaults)
             self.units[split] = units
             self.skipped += skipped
         predict = self.files["predict"]
         if predict is None:
             self.units["predict"] = self.units["test"]
         else:
-            self.units["predict"], skipped = read_units([Path(p) for p in predict], self.matrix, self.on_bad_record)
+            paths = [Path(p) for p in predict]
+            self.units["predict"], skipped = read_units(paths, self.matrix, self.on_bad_record, None, self.defaults)
             self.skipped += skipped
         for message in self.skipped:
             log.warning("skipped %s", message)

@@ -1,8 +1,11 @@
 """Ranked units: one prompt, one dimension, K >= 2 responses ordered best to worst on it; and the
-JSONL reading under the ``on_bad_record`` policy that every data file shares (``read_records``).
+reading of data files under the ``on_bad_record`` policy that every data file shares (``read_records``).
 
 JSONL, one unit a line (design/overview.md). A chosen/rejected pair is a unit with K = 2. Every
-record is checked against the rubric matrix; a bad one is reported as ``file:line: reason``.
+record is checked against the rubric matrix; a bad one is reported as ``file:line: reason``
+(``file:row N: reason`` in a parquet file or a ``datasets`` folder: lit_mrrml.data.sources).
+``read_units`` also takes the other preference formats (TRL pairs, ranked or scored lists:
+lit_mrrml.data.formats), with the matrix ids a record lacks from ``UnitDefaults``. No torch here.
 """
 
 from __future__ import annotations
@@ -14,18 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from lit_mrrml.errors import InputError
+from lit_mrrml.data.formats import UnitDefaults, to_unit_record
+from lit_mrrml.data.sources import BadRecordError, iter_records
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.matrix.suggest import did_you_mean
-from lit_mrrml.textio import read_lines
 
 ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
 OnBadRecord = Literal["fail", "skip"]
-
-
-class BadRecordError(InputError):
-    """A ranked-unit record that cannot be used, with the file and line in its message."""
+SKIP_HINT = "set on_bad_record: skip to skip such records"
+__all__ = [  # BadRecordError is defined in lit_mrrml.data.sources, and imported from here too
+    "ROLES",
+    "BadRecordError",
+    "OnBadRecord",
+    "RankedUnit",
+    "UnitDefaults",
+    "iter_parsed",
+    "normalized_prompt",
+    "parse_messages",
+    "parse_unit",
+    "read_records",
+    "read_units",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,11 @@ class RankedUnit:
         """A stable hash of the prompt messages, compared as ``normalized_prompt``: units whose prompts
         differ only in case or whitespace share it (the split-leak check must not miss a copy)."""
         return hashlib.sha1(json.dumps(normalized_prompt(self.prompt)).encode("utf-8")).hexdigest()[:16]
+
+    def to_record(self) -> dict[str, Any]:
+        """The native JSONL record (design/overview.md) that ``parse_unit`` reads back to this unit."""
+        cell = {"dimension": self.dimension, "scenario": self.scenario, "discipline": self.discipline}
+        return {"id": self.id, "prompt": self.messages, **cell, "responses": list(self.responses)}
 
 
 def normalized_prompt(prompt: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
@@ -116,64 +134,83 @@ def parse_messages(prompt: Any, key: str = "prompt") -> tuple[tuple[str, str], .
     return tuple(messages)
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | BadRecordError]]:
-    """(line number, decoded record or the decoding error) for each non-blank line; a line that is
-    not UTF-8 raises NotUTF8Error (the whole file is in another encoding, not one bad record)."""
-    for number, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            yield number, BadRecordError(f"invalid JSON: {err.msg} at column {err.colno}")
+def iter_parsed(
+    paths: list[Path],
+    parse: Callable[[Path, int, Any], T | None],
+    on_bad_record: OnBadRecord,
+    kind: str,
+    skipped: list[str],
+    skip_hint: str = SKIP_HINT,
+) -> Iterator[T]:
+    """``parse(path, number, record)`` for every record of the files, in order, as they are read.
 
-
-def read_records(
-    paths: list[Path], parse: Callable[[Path, int, Any], T | None], on_bad_record: OnBadRecord, kind: str
-) -> tuple[list[T], list[str]]:
-    """``parse(path, line, record)`` for every non-blank line of the files, in order.
-
-    ``parse`` raises BadRecordError for a bad record and returns None for a record it drops on
-    purpose (a repeated prompt). Returns (records, skipped ``file:line: reason`` messages); a
-    missing file raises FileNotFoundError naming it and the ``kind`` of file expected.
+    The files are JSONL, JSON arrays, parquet or ``datasets`` folders (lit_mrrml.data.sources;
+    ``number`` is the line, or the row). ``parse`` raises BadRecordError for a bad record and
+    returns None for a record it drops on purpose (a repeated prompt). Under ``on_bad_record``
+    "skip", each bad record's ``file:line: reason`` is appended to ``skipped``; under "fail" the
+    first raises BadRecordError with that message and ``skip_hint``. A missing file raises
+    FileNotFoundError naming it and the ``kind`` of file expected.
     """
-    records: list[T] = []
-    skipped: list[str] = []
     for path in paths:
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{kind} file not found: {path}")
-        for number, record in iter_jsonl(path):
+        for number, where, record in iter_records(path):
             try:
                 if isinstance(record, BadRecordError):
                     raise record
                 item = parse(path, number, record)
             except BadRecordError as err:
-                message = f"{path}:{number}: {err}"
+                message = f"{where}: {err}"
                 if on_bad_record == "fail":
-                    raise BadRecordError(f"{message} (set on_bad_record: skip to skip such records)") from None
+                    raise BadRecordError(f"{message} ({skip_hint})") from None
                 skipped.append(message)
                 continue
             if item is not None:
-                records.append(item)
+                yield item
+
+
+def read_records(
+    paths: list[Path], parse: Callable[[Path, int, Any], T | None], on_bad_record: OnBadRecord, kind: str
+) -> tuple[list[T], list[str]]:
+    """``iter_parsed`` read to the end: (records, skipped ``file:line: reason`` messages)."""
+    skipped: list[str] = []
+    records = list(iter_parsed(paths, parse, on_bad_record, kind, skipped))
     return records, skipped
 
 
-def read_units(
-    paths: list[Path], matrix: RubricMatrix, on_bad_record: OnBadRecord = "fail", seen: set[str] | None = None
-) -> tuple[list[RankedUnit], list[str]]:
-    """Read and check units from JSONL files.
-
-    Returns (units, skipped) where skipped lists ``file:line: reason`` for every record dropped
-    under ``on_bad_record="skip"``; with "fail" the first bad record raises BadRecordError.
-    Unit ids must be unique across all the files read with the same ``seen`` set.
-    """
-    seen = set() if seen is None else seen
+def unit_parser(
+    matrix: RubricMatrix, seen: set[str], defaults: UnitDefaults | None = None
+) -> Callable[[Path, int, Any], RankedUnit]:
+    """The ``parse`` of ``read_units``: a record in any preference format (lit_mrrml.data.formats),
+    its missing matrix ids from ``defaults``, checked against ``matrix``; ids unique across ``seen``."""
 
     def parse(path: Path, number: int, record: Any) -> RankedUnit:
-        unit = parse_unit(record, matrix)
+        unit = parse_unit(to_unit_record(record, defaults), matrix)
         if unit.id in seen:
-            raise BadRecordError(f"duplicate unit id '{unit.id}'")
+            derived = isinstance(record, Mapping) and record.get("id") is None
+            why = " (an id made from the content: this unit is in the data twice)" if derived else ""
+            raise BadRecordError(f"duplicate unit id '{unit.id}'{why}")
         seen.add(unit.id)
         return unit
 
-    return read_records(paths, parse, on_bad_record, "ranked-unit")
+    return parse
+
+
+def read_units(
+    paths: list[Path],
+    matrix: RubricMatrix,
+    on_bad_record: OnBadRecord = "fail",
+    seen: set[str] | None = None,
+    defaults: UnitDefaults | None = None,
+) -> tuple[list[RankedUnit], list[str]]:
+    """Read and check units from data files (JSONL, JSON arrays, parquet, ``datasets`` folders) in
+    any preference format (native units, TRL pairs, ranked or scored lists: lit_mrrml.data.formats).
+
+    Returns (units, skipped) where skipped lists ``file:line: reason`` for every record dropped
+    under ``on_bad_record="skip"``; with "fail" the first bad record raises BadRecordError.
+    A record without a dimension, scenario or discipline takes the one of ``defaults``; one
+    without an id gets ``formats.content_id``. Unit ids must be unique across all the files read
+    with the same ``seen`` set.
+    """
+    seen = set() if seen is None else seen
+    return read_records(paths, unit_parser(matrix, seen, defaults), on_bad_record, "ranked-unit")

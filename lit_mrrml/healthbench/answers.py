@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -18,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from lit_mrrml.backends.base import ChatBackend, ChatReply, ChatRequest
-from lit_mrrml.backends.hf_local import HFLocalBackend
 from lit_mrrml.healthbench.fingerprint import files_fingerprint
 from lit_mrrml.healthbench.grader import conversation_hash
 from lit_mrrml.healthbench.options import AnswerOptions
 from lit_mrrml.healthbench.rows import HealthBenchRow
 from lit_mrrml.healthbench.store import KeyedLog
-from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.paths import resolve_path
 
 IDEAL_POLICY = "physicians:ideal_completion"
 
@@ -55,7 +55,8 @@ def sent_messages(row: HealthBenchRow, options: AnswerOptions) -> tuple[tuple[st
 
 def weights_fingerprint(backend: ChatBackend) -> str | None:
     """A fingerprint of a local model's files; None for a service or a hub id."""
-    if not isinstance(backend, HFLocalBackend):
+    hf_local = sys.modules.get("lit_mrrml.backends.hf_local")  # not imported: no backend is a local model
+    if hf_local is None or not isinstance(backend, hf_local.HFLocalBackend):
         return None
     spec = backend.spec
     if spec.config is not None:

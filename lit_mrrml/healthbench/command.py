@@ -20,8 +20,10 @@ from rich.table import Table
 from lit_mrrml.backends.base import BackendError
 from lit_mrrml.errors import INPUT_ERROR, InputError
 from lit_mrrml.healthbench.evaluate import HealthBenchEval, RunOutcome
-from lit_mrrml.healthbench.report import correlation_text, grouped, judge_label
+from lit_mrrml.healthbench.report import correlation_text, grader_label, grouped, judge_label
 from lit_mrrml.jobcommand import INTERRUPTED, build_job, error, job_parser, running, stderr_console
+
+WIDTH = 200  # columns of the score table: each score line whole, judge and grader text included
 
 
 def build_parser() -> ArgumentParser:
@@ -34,22 +36,22 @@ def build_parser() -> ArgumentParser:
 
 
 def print_scores(console: Console, outcome: RunOutcome) -> None:
-    """Overall, axis and theme scores, each with its bootstrap std, count and the judge."""
+    """Overall, axis and theme scores, each with its bootstrap std, count, the judge and the grader text."""
     results = outcome.results
-    scores, judge = results["scores"], escape(judge_label(results))
+    scores, judge, text = results["scores"], escape(judge_label(results)), escape(grader_label(results))
     table = Table(title=escape(f"HealthBench: {results['policy']['id']}"), caption=f"report: {outcome.report_dir}")
-    for column in ("score", "value", "± std", "n", "judge"):
+    for column in ("score", "value", "± std", "n", "judge", "grader text"):
         table.add_column(column, justify="right" if column in ("value", "± std", "n") else "left")
     for title, keys in grouped(scores):
         if title == "Other tags":
             continue
         for key in keys:
             s = scores[key]
-            table.add_row(escape(key), f"{s['score']:.4f}", f"{s['bootstrap_std']:.4f}", str(s["n"]), judge)
+            table.add_row(escape(key), f"{s['score']:.4f}", f"{s['bootstrap_std']:.4f}", str(s["n"]), judge, text)
     check = results.get("reward_check")
     for key, entry in check["axes"].items() if check else []:
         rho = correlation_text(entry)
-        table.add_row(escape(f"spearman {key} ~ {entry['dimension']}"), rho, "", str(entry["n"]), judge)
+        table.add_row(escape(f"spearman {key} ~ {entry['dimension']}"), rho, "", str(entry["n"]), judge, text)
     console.print(table)
 
 
@@ -72,7 +74,7 @@ def healthbench_command(argv: list[str]) -> int:
     except (BackendError, FileNotFoundError, ValueError) as err:
         error(console, err)
         return 1
-    print_scores(Console(emoji=False, highlight=False, width=160), outcome)
+    print_scores(Console(emoji=False, highlight=False, width=WIDTH), outcome)
     if not outcome.complete:
         error(
             console,

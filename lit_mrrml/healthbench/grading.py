@@ -47,6 +47,9 @@ class GradedRow:
         ]
 
 
+Work = tuple[GradedRow, int, ChatRequest]  # (graded row, criterion index, the judge request)
+
+
 class RubricGrading:
     """Grades answers with a judge backend through the verdict cache."""
 
@@ -67,14 +70,10 @@ class RubricGrading:
         record = self.cache.get(*self.key_prefix, conversation, criterion)
         return Verdict(record["criteria_met"], record.get("explanation")) if record is not None else None
 
-    async def grade(
-        self,
-        rows: Sequence[HealthBenchRow],
-        answers: dict[str, Answer],
-        on_done: Callable[[ChatReply], None],
-    ) -> list[GradedRow]:
-        """A GradedRow for every answered row, in the rows' order."""
-        graded, work = [], []  # work: (graded row, criterion index, request)
+    def prepare(self, rows: Sequence[HealthBenchRow], answers: dict[str, Answer]) -> tuple[list[GradedRow], list[Work]]:
+        """A GradedRow for every answered row, in the rows' order (cached verdicts filled in), and the
+        judge requests still to make for the others."""
+        graded, work = [], []
         for row in rows:
             answer = answers.get(row.prompt_id)
             if answer is None:
@@ -87,11 +86,25 @@ class RubricGrading:
                 if item.verdicts[j] is None:
                     text = text or render_conversation(answer.message_dicts, answer.text)
                     work.append((item, j, self.grader.request(text, criterion)))
+        return graded, work
+
+    async def run(self, work: Sequence[Work], on_done: Callable[[ChatReply], None]) -> None:
+        """Ask the judge for every request of ``work``, filling in (and caching) its verdicts."""
         for start in range(0, len(work), CHUNK):
-            await self._run(work[start : start + CHUNK], on_done)
+            await self._run(list(work[start : start + CHUNK]), on_done)
+
+    async def grade(
+        self,
+        rows: Sequence[HealthBenchRow],
+        answers: dict[str, Answer],
+        on_done: Callable[[ChatReply], None],
+    ) -> list[GradedRow]:
+        """A GradedRow for every answered row, in the rows' order (``prepare`` then ``run``)."""
+        graded, work = self.prepare(rows, answers)
+        await self.run(work, on_done)
         return graded
 
-    async def _run(self, chunk: list[tuple[GradedRow, int, ChatRequest]], on_done: Callable[[ChatReply], None]) -> None:
+    async def _run(self, chunk: list[Work], on_done: Callable[[ChatReply], None]) -> None:
         def store(i: int, reply: ChatReply) -> None:
             item, j, _ = chunk[i]
             criterion, conv = str(item.row.rubrics[j]), item.answer.conversation_hash

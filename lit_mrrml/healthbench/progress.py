@@ -38,6 +38,10 @@ class StageProgress:
         self.failed[name] += not reply.ok
         self.bar.update(self.tasks[name], advance=1, failed=self.failed[name])
 
+    def note(self, text: str) -> None:
+        """Print one line above the bars (shown even when the bars are disabled)."""
+        self.bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def __enter__(self) -> StageProgress:
         self.bar.start()
         return self

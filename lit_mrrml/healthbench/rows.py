@@ -20,7 +20,7 @@ from typing import Any
 
 from lit_mrrml.errors import InputError
 from lit_mrrml.matrix.suggest import did_you_mean
-from lit_mrrml.models.backbone import resolve_path
+from lit_mrrml.paths import resolve_path
 from lit_mrrml.textio import read_lines
 
 BUNDLED_ROWS = "package:eval_framework/tasks/healthbench/data/healthbench_eval.jsonl"

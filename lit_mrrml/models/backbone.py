@@ -7,8 +7,6 @@ quantized to 4 or 8 bits with bitsandbytes at load time (``QuantizationSpec``, l
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +22,7 @@ from transformers import (
 
 from lit_mrrml.errors import InputError
 from lit_mrrml.models.quantization import QuantizationSpec, as_quantization, backbone_fields, copy_out_of_the_file
-
-PACKAGE_PREFIX = "package:"
+from lit_mrrml.paths import resolve_path
 
 
 @dataclass
@@ -81,20 +78,6 @@ class BackboneSpec:
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
-
-
-def resolve_path(path: str) -> str:
-    """Turn ``package:<module>[/<path inside it>]`` into a path in that installed package's folder,
-    without importing it; other paths pass through."""
-    if not path.startswith(PACKAGE_PREFIX):
-        return path
-    module, _, inside = path[len(PACKAGE_PREFIX) :].partition("/")
-    spec = importlib.util.find_spec(module)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if spec is None or (spec.origin is None and not locations):
-        raise FileNotFoundError(f"path {path!r}: Python package {module!r} is not installed")
-    folder = locations[0] if locations else os.path.dirname(spec.origin or "")
-    return os.path.join(folder, inside) if inside else folder
 
 
 def load_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:

@@ -44,6 +44,7 @@ from lit_mrrml.models.policy_model import PolicyMode
 from lit_mrrml.models.sharding import shard_frozen
 from lit_mrrml.modules.batch_info import log_effective_batch, micro_batch_note, per_device_batch
 from lit_mrrml.modules.causal_lm import CausalLMModule
+from lit_mrrml.modules.loss_settings import log_loss_settings
 from lit_mrrml.modules.reward import NonFiniteRewardError
 from lit_mrrml.policy.diagnostics import reward_metrics
 from lit_mrrml.policy.logprobs import sequence_logprobs
@@ -282,6 +283,7 @@ class GRPOPolicy(CausalLMModule):
         rows = (per_device_batch(self.trainer) or 0) * self.num_generations
         note = micro_batch_note(rows, self.micro_batch_size, self.num_iterations)
         log_effective_batch(self, "prompts", group=self.num_generations, group_unit="rollouts", note=note)
+        log_loss_settings(self, self.loss)
 
     def on_train_start(self) -> None:
         """Validate before the first step, so the run's logs show where the policy started."""

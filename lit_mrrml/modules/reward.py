@@ -35,6 +35,7 @@ from lit_mrrml.models.lora import LoraSpec, add_lora
 from lit_mrrml.models.quantization import quantized_state_keys
 from lit_mrrml.models.sharding import shard_reward_model
 from lit_mrrml.modules.batch_info import log_effective_batch
+from lit_mrrml.modules.loss_settings import log_loss_settings
 from lit_mrrml.modules.optim import trainable_optimizers
 from lit_mrrml.modules.scores import Messages, RewardScores, check_rows, row_labels, scenario_indices, score_unit
 
@@ -183,8 +184,10 @@ class RewardModel(L.LightningModule):
         return trainable_optimizers(self, self.optimizer_factory, self.scheduler_factory)
 
     def on_fit_start(self) -> None:
-        """Say the effective batch (units per device x devices x nodes x accumulation)."""
+        """Say the effective batch (units per device x devices x nodes x accumulation); log the
+        loss settings (``loss/alpha``, ...) as hyperparameters."""
         log_effective_batch(self, "units", note="each unit holds its K ranked responses")
+        log_loss_settings(self, self.loss)
 
     # ---- forward ------------------------------------------------------------------------------
     def encode(self, input_ids: Tensor, attention_mask: Tensor, anchor_index: Tensor) -> Tensor:
@@ -429,8 +432,18 @@ class RewardModel(L.LightningModule):
         for key in missing:
             state[key] = own[key]
 
-    def save_pretrained(self, directory: str | Path, include_backbone: bool | None = None) -> Path:
-        """Export for use outside Lightning (safetensors, no pickles); see ``lit_mrrml.models.export``."""
+    def save_pretrained(
+        self, directory: str | Path, include_backbone: bool | None = None, hf_format: bool = False
+    ) -> Path:
+        """Export for use outside Lightning (safetensors, no pickles): this project's folder (see
+        ``lit_mrrml.models.export``), or with ``hf_format`` a Hugging Face ``*ForSequenceClassification``
+        folder, backbone always included (linear head only; see ``lit_mrrml.models.hf_export``)."""
+        if hf_format:
+            from lit_mrrml.models.hf_export import save_sequence_classifier
+
+            if include_backbone is False:
+                raise ValueError("save_pretrained: an hf_format export always holds the backbone (include_backbone)")
+            return save_sequence_classifier(self, Path(directory))
         from lit_mrrml.models.export import save_reward_model
 
         return save_reward_model(self, Path(directory), include_backbone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_mrrml.cli import MRRMLCLI
+from lit_mrrml.trainer_cli import MRRMLCLI
 from tests.conftest import ROOT
 from tests.generate.conftest import make_job
 

@@ -6,13 +6,13 @@ import pytest
 
 from lit_mrrml.backends.base import ReplyFormatError
 from lit_mrrml.healthbench.grader import (
-    GRADER_TEMPLATE,
     Grader,
     Verdict,
     conversation_hash,
     parse_verdict,
     render_conversation,
 )
+from lit_mrrml.healthbench.grader_text import OWN_TEMPLATE
 from lit_mrrml.healthbench.options import GraderOptions
 from lit_mrrml.healthbench.rows import Criterion
 from lit_mrrml.textio import NotUTF8Error
@@ -46,11 +46,12 @@ def test_settings_change_the_fingerprint_and_a_custom_template_needs_both_placeh
     (only,) = grader.request("user: a", Criterion("b", 1)).message_dicts
     assert only["content"] == "Convo: user: a Item: [1] b JSON please."
     assert grader.fingerprint != Grader().fingerprint
-    assert grader.describe()["template_sha256"] != Grader().describe()["template_sha256"]
+    assert grader.describe()["text"]["sha256"] != Grader().describe()["text"]["sha256"]
+    assert grader.describe()["text"]["used"] == "file" and grader.text.caveat == "grader text from t.txt"
     (tmp_path / "bad.txt").write_text("no placeholders")
     with pytest.raises(ValueError, match="lacks the placeholder"):
         Grader(GraderOptions(template=str(tmp_path / "bad.txt")))
-    assert GRADER_TEMPLATE.count("<<conversation>>") == 1
+    assert OWN_TEMPLATE.count("<<conversation>>") == OWN_TEMPLATE.count("<<rubric_item>>") == 1
 
 
 @pytest.mark.parametrize(

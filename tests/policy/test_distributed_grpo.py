@@ -31,13 +31,15 @@ pytestmark = pytest.mark.distributed
 
 G, B, WORLD, STEPS, NUM_ITERATIONS = 4, 2, 2, 2, 2  # as in tests/policy_distributed_fit.py
 SETUPS = [("ddp", "full"), ("fsdp2", "full"), ("fsdp2", "lora")]  # (strategy, training_mode)
+# about 30 s each on 2 cores: fsdp2-lora in the default suite, the other two with make test-slow
+PARAMS = [pytest.param(s, id="-".join(s), marks=() if s == ("fsdp2", "lora") else pytest.mark.slow) for s in SETUPS]
 
 
 def run(mode: str, out: Path, training_mode: str) -> None:
     run_script("policy_distributed_fit.py", mode, str(out), training_mode, timeout=300)
 
 
-@pytest.fixture(scope="module", params=SETUPS, ids=["-".join(s) for s in SETUPS])
+@pytest.fixture(scope="module", params=PARAMS)
 def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What each rank of the two-process run ("dist") and the one-process replay saw and ended with."""
     strategy, training_mode = request.param

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import run_script
 from tests.sft_distributed_fit import STEPS, WORLD
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # about 35 s on 2 cores: make test-slow
 
 
 def run(mode: str, out: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_mrrml.cli import MRRMLCLI
 from lit_mrrml.modules.grpo import GRPOPolicy
-from tests.conftest import ROOT
+from lit_mrrml.trainer_cli import MRRMLCLI
+from tests.conftest import ROOT, csv_logger
 from tests.policy.recording import read_draws
 from tests.test_cli import run_cli
 
@@ -47,7 +47,7 @@ def test_two_steps_change_the_policy_and_keep_the_reference(tiny_reward_export, 
 
 
 def test_the_command_runs_and_logs_every_metric(tiny_reward_export, tmp_path):
-    out = run_cli("fit", *cli_args(tmp_path, tiny_reward_export))
+    out = run_cli("fit", *cli_args(tmp_path, tiny_reward_export), *csv_logger(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     (metrics_file,) = tmp_path.glob("lightning_logs/version_0/metrics.csv")
     rows = list(csv.DictReader(metrics_file.open()))

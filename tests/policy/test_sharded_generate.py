@@ -15,7 +15,7 @@ import torch
 from tests.conftest import ROOT
 from tests.policy_sharded_generate import MAX_NEW_TOKENS, PROMPTS, G
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # two processes, about 15 s: make test-slow
 
 
 @pytest.fixture(scope="module")
