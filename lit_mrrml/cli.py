@@ -104,7 +104,7 @@ def dispatch(args: list[str], argv: list[str] | None) -> int:
     """Run the command ``args`` names; ``argv`` is what LightningCLI gets (None: the process's)."""
     command = args[0] if args else None
     if command is None or command in ("-h", "--help"):
-        print(usage())
+        print(usage(), file=sys.stdout if command else sys.stderr)  # no command: an error, on stderr
         return 0 if command else INPUT_ERROR
     if command in LIGHTNING_COMMANDS:
         from lit_mrrml.trainer_cli import MRRMLCLI

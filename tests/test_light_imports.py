@@ -80,6 +80,7 @@ def test_help_lists_every_command_with_a_line(capsys):
         line = next((row for row in out.splitlines() if row.strip().startswith(f"{name} ")), None)
         assert line is not None and len(line.split(maxsplit=1)[1]) > 20, f"{name}: {line!r}"
     assert main([]) == 2  # no command: the same list, as an error
+    assert "commands:" in capsys.readouterr().err
 
 
 def test_every_listed_command_has_an_entry_point():
