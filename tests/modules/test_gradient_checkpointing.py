@@ -21,7 +21,7 @@ from lit_mrrml.models.sharding import block_classes
 from lit_mrrml.modules.sft import assistant_token_loss
 from lit_mrrml.policy.rewards import CallableReward
 from tests.conftest import DEMO, MATRIX_PATH, TINY_QWEN2, TINY_TOKENIZER
-from tests.modules.test_reward_model import make_data, make_model
+from tests.modules.test_reward_model import make_data, make_model, trainer
 
 
 def count_block_forwards(module: nn.Module) -> Counter[str]:
@@ -149,18 +149,7 @@ class BlockModes(L.Callback):
 
 def fit_one_step(module: L.LightningModule, data: L.LightningDataModule, root: Path) -> BlockModes:
     modes = BlockModes()
-    L.Trainer(
-        accelerator="cpu",
-        precision="32-true",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-        callbacks=[modes],
-    ).fit(module, datamodule=data)
+    trainer(root, max_steps=1, limit_val_batches=0, callbacks=[modes]).fit(module, datamodule=data)
     return modes
 
 
