@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,27 @@ def csv_logger(root: Path) -> list[str]:
     """Command-line arguments that log to ``root/lightning_logs/version_N/metrics.csv``, whichever
     loggers are installed (Lightning's default is TensorBoard's when the package is there)."""
     return ["--trainer.logger=CSVLogger", f"--trainer.logger.init_args.save_dir={root}"]
+
+
+HEAVY = ("torch", "lightning", "pytorch_lightning", "transformers", "peft", "bitsandbytes")
+
+
+@dataclass(frozen=True)
+class FreshRun:
+    """What ``statement`` printed, and which of the watched packages it imported, in a fresh process."""
+
+    output: str
+    imported: set[str]
+
+
+def run_fresh(statement: str, watched: Iterable[str] = HEAVY) -> FreshRun:
+    """Run ``statement`` in a fresh interpreter (repository root on the path) and read its
+    ``sys.modules`` afterwards: the import checks of the light layers, not timings."""
+    names = sorted(watched)
+    code = f"import sys\n{statement}\nprint('\\nIMPORTED', *(n for n in {names!r} if n in sys.modules))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output, _, last = done.stdout.rstrip("\n").rpartition("\n")
+    assert last.startswith("IMPORTED"), done.stdout[-2000:]
+    return FreshRun(output, set(last.split()[1:]))

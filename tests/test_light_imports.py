@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from lit_mrrml.cli import COMMANDS, entry_point, main
-from tests.conftest import MATRIX_PATH, ROOT
+from tests.conftest import MATRIX_PATH, ROOT, run_fresh
 
 PROBE = ROOT / "tests" / "import_probe.py"
 LIGHT = {"torch", "lightning", "transformers", "peft", "bitsandbytes"}
@@ -32,10 +32,7 @@ def imported_by(*args: str) -> list[str]:
 
 def modules_after(statement: str) -> set[str]:
     """The heavy packages in ``sys.modules`` after ``statement`` runs in a fresh interpreter."""
-    code = f"import sys\n{statement}\nprint(' '.join(sorted(n for n in {sorted(LIGHT)!r} if n in sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return set(done.stdout.split())
+    return run_fresh(statement, LIGHT).imported
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from lit_mrrml.integrations import trl as bridge
 from lit_mrrml.integrations.trl import reward_funcs, total_reward_func
 from lit_mrrml.matrix import RubricMatrix
 from lit_mrrml.modules.reward import RewardModel
-from tests.conftest import MATRIX_PATH, ROOT
+from tests.conftest import MATRIX_PATH, run_fresh
 
 PROMPTS = [
     [{"role": "user", "content": "Chest pain spreading to my arm, what now?"}],
@@ -116,7 +115,4 @@ def test_the_trainer_needs_trl_and_says_how_to_install_it(monkeypatch):
 
 
 def test_importing_the_bridge_imports_neither_torch_nor_trl():
-    code = "import sys, lit_mrrml.integrations.trl; print(sorted({'torch', 'trl', 'lightning'} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert run_fresh("import lit_mrrml.integrations.trl", ["torch", "trl", "lightning"]).imported == set()

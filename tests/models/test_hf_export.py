@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from lit_mrrml.models.hf_export import HFExportError, folded_score_weight, save_
 from lit_mrrml.models.hf_rewards import exact_rewards, load_classifier, row_sequences
 from lit_mrrml.models.tiny import CHATML_TEMPLATE
 from lit_mrrml.modules.reward import RewardModel
-from tests.conftest import ROOT, TINY_TOKENIZER
+from tests.conftest import TINY_TOKENIZER, run_fresh
 from tests.models.test_export import perturb
 from tests.modules.test_reward_model import make_data, make_model, trainer
 
@@ -255,10 +253,7 @@ def test_export_command_bad_input_is_one_line_and_exit_2(tmp_path, capsys, mlp_e
 
 
 def test_export_help_imports_neither_torch_nor_lightning():
-    code = (
-        "import sys\nfrom lit_mrrml.export_command import export_command\n"
-        "try:\n    export_command(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print('imported:', 'lightning' in sys.modules, 'torch' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert "--format {hf,lit}" in done.stdout and "imported: False False" in done.stdout, done.stderr
+    code = "import contextlib\nfrom lit_mrrml.export_command import export_command\n"
+    code += "with contextlib.suppress(SystemExit):\n    export_command(['--help'])"
+    run = run_fresh(code, ["lightning", "torch"])
+    assert "--format {hf,lit}" in run.output and run.imported == set()

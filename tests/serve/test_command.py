@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import subprocess
-import sys
 
 import pytest
 from aiohttp import web
 
 from lit_mrrml.errors import InputError
 from lit_mrrml.serve.command import serve, serve_command
-from tests.conftest import ROOT
+from tests.conftest import run_fresh
 
 PROBE = """
-import contextlib, io, json, sys
+import contextlib
 import lit_mrrml.serve.app, lit_mrrml.serve.command, lit_mrrml.serve.verl
 from lit_mrrml.serve.command import serve_command
-out = io.StringIO()
-with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+with contextlib.suppress(SystemExit):
     serve_command(["--help"])
-heavy = [m for m in ("torch", "lightning", "transformers", "peft") if m in sys.modules]
-print(json.dumps({"heavy": heavy, "help": out.getvalue()}))
 """
 
 
 def test_the_server_modules_and_help_never_import_torch_or_lightning():
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.splitlines()[-1])
+    run = run_fresh(PROBE, ["torch", "lightning", "transformers", "peft"])
+    report = {"heavy": sorted(run.imported), "help": run.output}
     assert report["heavy"] == []
     for flag in ("--model", "--host", "--port", "--device", "--batch_window_ms", "--max_batch_size",
                  "--max_concurrency", "--max_length", "--max_items", "/get_reward"):  # fmt: skip
